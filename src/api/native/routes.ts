@@ -1,0 +1,159 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { Type, type Static } from 'typebox';
+import { BACKEND_STATUSES, BackendCreate, BackendPatch, DrainRequest } from '../../model/backend.ts';
+import { ForceQuery, Paging, Strict, StringEnum } from '../../model/common.ts';
+import { HealthCheckInput } from '../../model/health-check.ts';
+import { ListenerCreate, ListenerPatch } from '../../model/listener.ts';
+import { LoadBalancerCreate, LoadBalancerPatch } from '../../model/load-balancer.ts';
+import { AlgorithmUpdate, PoolCreate, PoolPatch } from '../../model/pool.ts';
+import type { BackendService } from '../../control/backends.ts';
+import type { ListenerService } from '../../control/listeners.ts';
+import type { LoadBalancerService } from '../../control/load-balancers.ts';
+import type { PoolService } from '../../control/pools.ts';
+
+export interface NativeServices {
+  pools: PoolService;
+  backends: BackendService;
+  loadBalancers: LoadBalancerService;
+  listeners: ListenerService;
+}
+
+const Id = Type.String({ minLength: 1, maxLength: 128 });
+const PoolParams = Strict({ pool_id: Id });
+const BackendParams = Strict({ pool_id: Id, server_id: Id });
+const LbParams = Strict({ lb_id: Id });
+const ListenerParams = Strict({ lb_id: Id, listener_id: Id });
+const BackendQuery = Strict({ ...Paging.properties, status: Type.Optional(StringEnum(BACKEND_STATUSES)) });
+
+/** Lets a client compare before it writes: `If-Match` takes this value. */
+function etag<T extends { version: number }>(reply: FastifyReply, resource: T): T {
+  reply.header('etag', `"${resource.version}"`);
+  return resource;
+}
+
+function ifMatch(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const v = headers['if-match'];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function registerNativeRoutes(api: FastifyInstance, s: NativeServices): void {
+  // ── Pools ──────────────────────────────────────────────────────────────────────────────
+  api.post<{ Body: Static<typeof PoolCreate> }>('/pools', { schema: { tags: ['pools'], body: PoolCreate } }, async (req, reply) =>
+    reply.status(201).send(etag(reply, await s.pools.create(req.body))),
+  );
+  api.get<{ Querystring: Static<typeof Paging> }>('/pools', { schema: { tags: ['pools'], querystring: Paging } }, async (req) =>
+    s.pools.list(req.query),
+  );
+  api.get<{ Params: Static<typeof PoolParams> }>('/pools/:pool_id', { schema: { tags: ['pools'], params: PoolParams } }, async (req, reply) =>
+    etag(reply, await s.pools.get(req.params.pool_id)),
+  );
+  api.patch<{ Params: Static<typeof PoolParams>; Body: Static<typeof PoolPatch> }>(
+    '/pools/:pool_id',
+    { schema: { tags: ['pools'], params: PoolParams, body: PoolPatch } },
+    async (req, reply) => etag(reply, await s.pools.patch(req.params.pool_id, req.body, ifMatch(req.headers))),
+  );
+  api.delete<{ Params: Static<typeof PoolParams>; Querystring: Static<typeof ForceQuery> }>(
+    '/pools/:pool_id',
+    { schema: { tags: ['pools'], params: PoolParams, querystring: ForceQuery } },
+    async (req) => s.pools.delete(req.params.pool_id, req.query.force ?? false),
+  );
+  api.put<{ Params: Static<typeof PoolParams>; Body: Static<typeof AlgorithmUpdate> }>(
+    '/pools/:pool_id/algorithm',
+    { schema: { tags: ['pools'], params: PoolParams, body: AlgorithmUpdate } },
+    async (req, reply) => etag(reply, await s.pools.setAlgorithm(req.params.pool_id, req.body, ifMatch(req.headers))),
+  );
+  api.get<{ Params: Static<typeof PoolParams> }>(
+    '/pools/:pool_id/health-check',
+    { schema: { tags: ['health checks'], params: PoolParams } },
+    async (req, reply) => etag(reply, await s.pools.getHealthCheck(req.params.pool_id)),
+  );
+  api.put<{ Params: Static<typeof PoolParams>; Body: Static<typeof HealthCheckInput> }>(
+    '/pools/:pool_id/health-check',
+    { schema: { tags: ['health checks'], params: PoolParams, body: HealthCheckInput } },
+    async (req, reply) => etag(reply, await s.pools.putHealthCheck(req.params.pool_id, req.body, ifMatch(req.headers))),
+  );
+
+  // ── Backends ───────────────────────────────────────────────────────────────────────────
+  api.post<{ Params: Static<typeof PoolParams>; Body: Static<typeof BackendCreate> }>(
+    '/pools/:pool_id/backends',
+    { schema: { tags: ['backends'], params: PoolParams, body: BackendCreate } },
+    async (req, reply) => reply.status(201).send(etag(reply, await s.backends.create(req.params.pool_id, req.body))),
+  );
+  api.get<{ Params: Static<typeof PoolParams>; Querystring: Static<typeof BackendQuery> }>(
+    '/pools/:pool_id/backends',
+    { schema: { tags: ['backends'], params: PoolParams, querystring: BackendQuery } },
+    async (req) => s.backends.list(req.params.pool_id, req.query),
+  );
+  api.get<{ Params: Static<typeof BackendParams> }>(
+    '/pools/:pool_id/backends/:server_id',
+    { schema: { tags: ['backends'], params: BackendParams } },
+    async (req, reply) => etag(reply, await s.backends.get(req.params.pool_id, req.params.server_id)),
+  );
+  api.patch<{ Params: Static<typeof BackendParams>; Body: Static<typeof BackendPatch> }>(
+    '/pools/:pool_id/backends/:server_id',
+    { schema: { tags: ['backends'], params: BackendParams, body: BackendPatch } },
+    async (req, reply) =>
+      etag(reply, await s.backends.patch(req.params.pool_id, req.params.server_id, req.body, ifMatch(req.headers))),
+  );
+  api.delete<{ Params: Static<typeof BackendParams>; Querystring: Static<typeof ForceQuery> }>(
+    '/pools/:pool_id/backends/:server_id',
+    { schema: { tags: ['backends'], params: BackendParams, querystring: ForceQuery } },
+    async (req) => s.backends.delete(req.params.pool_id, req.params.server_id, req.query.force ?? false),
+  );
+  api.post<{ Params: Static<typeof BackendParams>; Body: Static<typeof DrainRequest> }>(
+    '/pools/:pool_id/backends/:server_id/drain',
+    { schema: { tags: ['backends'], params: BackendParams, body: DrainRequest } },
+    async (req, reply) => reply.status(202).send(await s.backends.drain(req.params.pool_id, req.params.server_id, req.body)),
+  );
+
+  // ── Load balancers and listeners ───────────────────────────────────────────────────────
+  api.post<{ Body: Static<typeof LoadBalancerCreate> }>(
+    '/load-balancers',
+    { schema: { tags: ['load balancers'], body: LoadBalancerCreate } },
+    async (req, reply) => reply.status(201).send(etag(reply, await s.loadBalancers.create(req.body))),
+  );
+  api.get<{ Querystring: Static<typeof Paging> }>('/load-balancers', { schema: { tags: ['load balancers'], querystring: Paging } }, async (req) =>
+    s.loadBalancers.list(req.query),
+  );
+  api.get<{ Params: Static<typeof LbParams> }>(
+    '/load-balancers/:lb_id',
+    { schema: { tags: ['load balancers'], params: LbParams } },
+    async (req, reply) => etag(reply, await s.loadBalancers.get(req.params.lb_id)),
+  );
+  api.patch<{ Params: Static<typeof LbParams>; Body: Static<typeof LoadBalancerPatch> }>(
+    '/load-balancers/:lb_id',
+    { schema: { tags: ['load balancers'], params: LbParams, body: LoadBalancerPatch } },
+    async (req, reply) => etag(reply, await s.loadBalancers.patch(req.params.lb_id, req.body, ifMatch(req.headers))),
+  );
+  api.delete<{ Params: Static<typeof LbParams> }>(
+    '/load-balancers/:lb_id',
+    { schema: { tags: ['load balancers'], params: LbParams } },
+    async (req) => s.loadBalancers.delete(req.params.lb_id),
+  );
+  api.post<{ Params: Static<typeof LbParams>; Body: Static<typeof ListenerCreate> }>(
+    '/load-balancers/:lb_id/listeners',
+    { schema: { tags: ['listeners'], params: LbParams, body: ListenerCreate } },
+    async (req, reply) => reply.status(201).send(etag(reply, await s.listeners.create(req.params.lb_id, req.body))),
+  );
+  api.get<{ Params: Static<typeof LbParams>; Querystring: Static<typeof Paging> }>(
+    '/load-balancers/:lb_id/listeners',
+    { schema: { tags: ['listeners'], params: LbParams, querystring: Paging } },
+    async (req) => s.listeners.list(req.params.lb_id, req.query),
+  );
+  api.get<{ Params: Static<typeof ListenerParams> }>(
+    '/load-balancers/:lb_id/listeners/:listener_id',
+    { schema: { tags: ['listeners'], params: ListenerParams } },
+    async (req, reply) => etag(reply, await s.listeners.get(req.params.lb_id, req.params.listener_id)),
+  );
+  api.patch<{ Params: Static<typeof ListenerParams>; Body: Static<typeof ListenerPatch> }>(
+    '/load-balancers/:lb_id/listeners/:listener_id',
+    { schema: { tags: ['listeners'], params: ListenerParams, body: ListenerPatch } },
+    async (req, reply) =>
+      etag(reply, await s.listeners.patch(req.params.lb_id, req.params.listener_id, req.body, ifMatch(req.headers))),
+  );
+  api.delete<{ Params: Static<typeof ListenerParams> }>(
+    '/load-balancers/:lb_id/listeners/:listener_id',
+    { schema: { tags: ['listeners'], params: ListenerParams } },
+    async (req) => s.listeners.delete(req.params.lb_id, req.params.listener_id),
+  );
+}

@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import swagger from '@fastify/swagger';
+import type { Logger } from 'pino';
+import type { Store } from '../store/store.ts';
+import { authenticate } from './auth.ts';
+import { errorBody, handleError } from './errors.ts';
+import { registerNativeRoutes, type NativeServices } from './native/routes.ts';
+
+export interface ApiDeps {
+  store: Store;
+  services: NativeServices;
+  log: Logger;
+  bodyLimit: number;
+  /** `/ready`: store open and every enabled listener bound. */
+  readiness: () => { ready: boolean; checks: Record<string, unknown> };
+  version: string;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+// ajv-formats ships CommonJS; its default export is the plugin function.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+/**
+ * Request bodies are validated strictly: no type coercion, unknown fields refused, all problems
+ * reported at once. Query strings and path parameters are text, so there types are coerced.
+ */
+function validators() {
+  const body = addFormats(new Ajv({ allErrors: true, removeAdditional: false, useDefaults: false, coerceTypes: false, strict: false }));
+  const other = addFormats(new Ajv({ allErrors: true, removeAdditional: false, useDefaults: true, coerceTypes: true, strict: false }));
+  return ({ schema, httpPart }: { schema: object; httpPart?: string }) =>
+    (httpPart === 'body' ? body : other).compile(schema);
+}
+
+export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    bodyLimit: deps.bodyLimit,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req-${randomUUID()}`;
+    },
+    logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  app.setValidatorCompiler(validators());
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler((request, reply) =>
+    reply
+      .status(404)
+      .send(errorBody('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`, { method: request.method, path: request.url.split('?')[0] }, request.id)),
+  );
+  // JSON only: the built-in text/plain parser would let a wrong content type through.
+  app.removeContentTypeParser('text/plain');
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    if (!request.url.startsWith('/api/')) return;
+    const key = await authenticate(deps.store, request.headers.authorization);
+    if (!key) {
+      reply.header('www-authenticate', 'Bearer realm="fulcrum"');
+      const presented = request.headers.authorization !== undefined;
+      return reply
+        .status(401)
+        .send(
+          errorBody(
+            'AUTHENTICATION_REQUIRED',
+            presented ? 'The bearer token is not recognised' : 'Send Authorization: Bearer <token>',
+            {},
+            request.id,
+          ),
+        );
+    }
+  });
+  // A POST with every field optional may come without a body; validate it as `{}`.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined && request.routeOptions.schema?.body !== undefined) request.body = {};
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Fulcrum management API', version: deps.version, description: 'Native /api/v1 of the Fulcrum load balancer' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+
+  app.get('/health', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/ready', { schema: { hide: true } }, async (_request, reply) => {
+    const r = deps.readiness();
+    return reply.status(r.ready ? 200 : 503).send({ status: r.ready ? 'ready' : 'not_ready', checks: r.checks });
+  });
+
+  await app.register(
+    async (api) => {
+      registerNativeRoutes(api, deps.services);
+      api.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    },
+    { prefix: '/api/v1' },
+  );
+  return app;
+}

@@ -1,0 +1,101 @@
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { buildApi } from './api/server.ts';
+import { ensureAdminToken } from './api/auth.ts';
+import type { HostPort, ServerConfig } from './config/settings.ts';
+import { BackendService } from './control/backends.ts';
+import { type ControlContext, isoNow, systemClock, systemRandom } from './control/context.ts';
+import { ListenerService } from './control/listeners.ts';
+import { LoadBalancerService } from './control/load-balancers.ts';
+import { PoolService } from './control/pools.ts';
+import { ListenerManager } from './dataplane/listener-manager.ts';
+import { BackendState } from './runtime/backend-state.ts';
+import { SqliteStore } from './store/sqlite/sqlite-store.ts';
+import type { Store } from './store/store.ts';
+
+export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export interface Fulcrum {
+  /** The management API's bound address (port resolved when 0 was asked). */
+  apiAddress: HostPort;
+  /** Set only on the first start without FULCRUM_ADMIN_TOKEN: print it once, never store it. */
+  generatedAdminToken: string | undefined;
+  store: Store;
+  api: FastifyInstance;
+  dataPlane: ListenerManager;
+  state: BackendState;
+  /** Graceful stop: listeners and API stop accepting, in-flight work finishes until the deadline. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  log?: Logger;
+}
+
+/** Builds and starts one Fulcrum process: store, control plane, data plane, management API. */
+export async function startFulcrum(config: ServerConfig, options: StartOptions = {}): Promise<Fulcrum> {
+  const log = options.log ?? pino({ level: config.logLevel, base: { service: 'fulcrum' } });
+  const store = SqliteStore.open(config.dataDir);
+  const state = new BackendState();
+  const dataPlane = new ListenerManager(store, log.child({ component: 'dataplane' }));
+  let apiAddress: HostPort = config.apiAddr;
+
+  const ctx: ControlContext = {
+    store,
+    state,
+    dataPlane,
+    clock: systemClock,
+    random: systemRandom,
+    reserved: () => [apiAddress],
+  };
+  const { generated } = await ensureAdminToken(store, config.adminToken, isoNow(systemClock));
+
+  const api = await buildApi({
+    store,
+    log: log.child({ component: 'api' }),
+    bodyLimit: config.apiBodyLimitBytes,
+    version: VERSION,
+    services: {
+      pools: new PoolService(ctx),
+      backends: new BackendService(ctx),
+      loadBalancers: new LoadBalancerService(ctx),
+      listeners: new ListenerService(ctx),
+    },
+    readiness: () => {
+      const listeners = dataPlane.readiness();
+      const storeOpen = store.isOpen();
+      return { ready: storeOpen && listeners.ready, checks: { store: storeOpen ? 'ok' : 'closed', listeners } };
+    },
+  });
+
+  try {
+    await dataPlane.sync();
+    await api.listen({ host: config.apiAddr.host, port: config.apiAddr.port });
+  } catch (err) {
+    await dataPlane.stop(0);
+    await store.close();
+    throw err;
+  }
+  const addr = api.server.address() as AddressInfo;
+  apiAddress = { host: config.apiAddr.host, port: addr.port };
+  const unwatch = store.watch(() => void dataPlane.sync());
+  log.info({ api: `${apiAddress.host}:${apiAddress.port}`, data_dir: config.dataDir, revision: await store.revision(), version: VERSION }, 'fulcrum started');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      log.info({ deadline_ms: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');
+      unwatch();
+      const cut = setTimeout(() => api.server.closeAllConnections(), config.shutdownTimeoutMs);
+      await Promise.all([dataPlane.stop(config.shutdownTimeoutMs), api.close()]);
+      clearTimeout(cut);
+      await store.close();
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+
+  return { apiAddress, generatedAdminToken: generated, store, api, dataPlane, state, stop };
+}

@@ -1,0 +1,205 @@
+import { isIP } from 'node:net';
+import type { HostPort } from '../config/settings.ts';
+import {
+  type Listener,
+  LISTENER_DEFAULTS,
+  type ListenerCreate,
+  type ListenerPatch,
+  SUPPORTED_LISTENER_PROTOCOLS,
+} from '../model/listener.ts';
+import type { LoadBalancer } from '../model/load-balancer.ts';
+import type { Pool } from '../model/pool.ts';
+import type { WriteTx } from '../store/store.ts';
+import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
+import { FulcrumError, notFound, validationError } from './errors.ts';
+import { allocateId } from './ids.ts';
+
+export interface ListenerView extends Listener {
+  status: 'ACTIVE' | 'DISABLED' | 'ERROR' | 'PENDING';
+  status_message: string | null;
+}
+
+/** UDP and TCP ports are separate namespaces; every other protocol here rides on TCP. */
+function transport(protocol: string): 'udp' | 'tcp' {
+  return protocol === 'UDP' ? 'udp' : 'tcp';
+}
+
+
+/**
+ * Whether two bind addresses on one port collide: equal addresses do, and a wildcard collides with
+ * every address of its family (`::` with both, since Linux binds it dual-stack).
+ */
+export function addressesOverlap(a: string, b: string): boolean {
+  if (a === b) return true;
+  if (a === '::' || b === '::') return true;
+  if (a === '0.0.0.0') return isIP(b) === 4;
+  if (b === '0.0.0.0') return isIP(a) === 4;
+  return false;
+}
+
+export class ListenerService {
+  readonly #ctx: ControlContext;
+
+  constructor(ctx: ControlContext) {
+    this.#ctx = ctx;
+  }
+
+  #view(listener: Listener): ListenerView {
+    const s = this.#ctx.dataPlane.listenerStatus(listener.listener_id);
+    return { ...listener, status: s.status, status_message: s.message };
+  }
+
+  async #lb(lbId: string, tx?: WriteTx): Promise<LoadBalancer> {
+    const found = await (tx ?? this.#ctx.store).get<LoadBalancer>('load_balancer', lbId);
+    if (!found) throw notFound.loadBalancer(lbId);
+    return found.body;
+  }
+
+  async get(lbId: string, listenerId: string): Promise<ListenerView> {
+    await this.#lb(lbId);
+    const found = await this.#ctx.store.get<Listener>('listener', listenerId);
+    if (!found || found.body.lb_id !== lbId) throw notFound.listener(lbId, listenerId);
+    return this.#view(found.body);
+  }
+
+  async list(lbId: string, query: { page?: number; per_page?: number }) {
+    await this.#lb(lbId);
+    const p = paging(query);
+    const { items, total } = await this.#ctx.store.list<Listener>('listener', { parentId: lbId, limit: p.limit, offset: p.offset });
+    return { listeners: items.map((r) => this.#view(r.body)), pagination: p.block(total) };
+  }
+
+  /** Every rule a listener must meet against the rest of the configuration. */
+  async #check(tx: WriteTx, listener: Listener, before: Listener | undefined): Promise<void> {
+    if (!SUPPORTED_LISTENER_PROTOCOLS.includes(listener.protocol)) {
+      throw new FulcrumError(
+        'PROTOCOL_NOT_SUPPORTED',
+        `Protocol ${listener.protocol} is not served yet; supported: ${SUPPORTED_LISTENER_PROTOCOLS.join(', ')}`,
+        { field: 'protocol', protocol: listener.protocol, supported: SUPPORTED_LISTENER_PROTOCOLS },
+      );
+    }
+    if (isIP(listener.bind_address) === 0) {
+      throw validationError([{ field: 'bind_address', reason: `'${listener.bind_address}' is not an IPv4 or IPv6 address` }]);
+    }
+    if (listener.default_pool_id !== null) {
+      const pool = await tx.get<Pool>('pool', listener.default_pool_id);
+      if (!pool || pool.scope.org_id !== listener.org_id) {
+        throw new FulcrumError('POOL_NOT_FOUND', `Pool '${listener.default_pool_id}' (default_pool_id) not found`, {
+          field: 'default_pool_id',
+          pool_id: listener.default_pool_id,
+        });
+      }
+    }
+    const others = (await tx.list<Listener>('listener')).items.filter((l) => l.id !== listener.listener_id);
+    const mine = transport(listener.protocol);
+    for (const other of others) {
+      const o = other.body;
+      if (o.port === listener.port && transport(o.protocol) === mine && addressesOverlap(o.bind_address, listener.bind_address)) {
+        throw new FulcrumError(
+          'LISTENER_PORT_CONFLICT',
+          `${listener.bind_address}:${listener.port} collides with listener '${o.listener_id}' on ${o.bind_address}:${o.port}`,
+          { bind_address: listener.bind_address, port: listener.port, conflicting_listener_id: o.listener_id, lb_id: o.lb_id },
+        );
+      }
+    }
+    if (mine === 'tcp') {
+      const api = this.#ctx.reserved().find((r: HostPort) => r.port === listener.port && addressesOverlap(r.host, listener.bind_address));
+      if (api) {
+        throw new FulcrumError('LISTENER_PORT_CONFLICT', `${listener.bind_address}:${listener.port} is Fulcrum's own management API address`, {
+          bind_address: listener.bind_address,
+          port: listener.port,
+        });
+      }
+    }
+    // Ask the OS now, so a port it refuses is an error on this request, not a surprise later.
+    const alreadyHeld =
+      before !== undefined &&
+      before.enabled &&
+      before.bind_address === listener.bind_address &&
+      before.port === listener.port &&
+      this.#ctx.dataPlane.listenerStatus(before.listener_id).status === 'ACTIVE';
+    if (listener.enabled && !alreadyHeld) {
+      try {
+        await this.#ctx.dataPlane.probeBind(listener.protocol, listener.bind_address, listener.port);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        const why =
+          e.code === 'EADDRINUSE'
+            ? 'the address is already in use by another process'
+            : e.code === 'EACCES'
+              ? 'permission denied (ports below 1024 need privileges)'
+              : e.code === 'EADDRNOTAVAIL'
+                ? 'the address is not assigned to this host'
+                : e.message;
+        throw new FulcrumError('LISTENER_BIND_FAILED', `Cannot bind ${listener.bind_address}:${listener.port}: ${why}`, {
+          bind_address: listener.bind_address,
+          port: listener.port,
+          os_error: e.code ?? null,
+        });
+      }
+    }
+  }
+
+  async create(lbId: string, input: ListenerCreate): Promise<ListenerView> {
+    const now = isoNow(this.#ctx.clock);
+    const listener = await writeAndApply(this.#ctx, async (tx) => {
+      const lb = await this.#lb(lbId, tx);
+      const id = await allocateId('listener', input.name, async (c) => (await tx.get('listener', c)) !== undefined, this.#ctx.random, ['listener']);
+      const listener: Listener = {
+        listener_id: id,
+        lb_id: lbId,
+        name: input.name,
+        protocol: input.protocol,
+        bind_address: input.bind_address ?? LISTENER_DEFAULTS.bind_address,
+        port: input.port,
+        default_pool_id: input.default_pool_id ?? null,
+        timeouts: { ...LISTENER_DEFAULTS.timeouts, ...input.timeouts },
+        connection_limit: input.connection_limit ?? null,
+        enabled: input.enabled ?? LISTENER_DEFAULTS.enabled,
+        org_id: lb.org_id,
+        project_id: lb.project_id,
+        created_at: now,
+        updated_at: now,
+        version: 0,
+      };
+      await this.#check(tx, listener, undefined);
+      return (await tx.put('listener', id, lbId, { org_id: lb.org_id, project_id: lb.project_id }, listener, 'absent')).body;
+    });
+    return this.#view(listener);
+  }
+
+  async patch(lbId: string, listenerId: string, input: ListenerPatch, ifMatch: string | undefined): Promise<ListenerView> {
+    const { version, ...fields } = input;
+    const expect = expectedVersion(ifMatch, version);
+    const listener = await writeAndApply(this.#ctx, async (tx) => {
+      await this.#lb(lbId, tx);
+      const found = await tx.get<Listener>('listener', listenerId);
+      if (!found || found.body.lb_id !== lbId) throw notFound.listener(lbId, listenerId);
+      const before = found.body;
+      const l = structuredClone(before);
+      if (fields.name !== undefined) l.name = fields.name;
+      if (fields.protocol !== undefined) l.protocol = fields.protocol;
+      if (fields.bind_address !== undefined) l.bind_address = fields.bind_address;
+      if (fields.port !== undefined) l.port = fields.port;
+      if (fields.default_pool_id !== undefined) l.default_pool_id = fields.default_pool_id;
+      if (fields.timeouts !== undefined) l.timeouts = { ...l.timeouts, ...fields.timeouts };
+      if (fields.connection_limit !== undefined) l.connection_limit = fields.connection_limit;
+      if (fields.enabled !== undefined) l.enabled = fields.enabled;
+      l.updated_at = isoNow(this.#ctx.clock);
+      await this.#check(tx, l, before);
+      return (await tx.put('listener', listenerId, lbId, found.scope, l, expect === 'any' ? found.version : expect)).body;
+    });
+    return this.#view(listener);
+  }
+
+  async delete(lbId: string, listenerId: string) {
+    await writeAndApply(this.#ctx, async (tx) => {
+      await this.#lb(lbId, tx);
+      const found = await tx.get<Listener>('listener', listenerId);
+      if (!found || found.body.lb_id !== lbId) throw notFound.listener(lbId, listenerId);
+      await tx.delete('listener', listenerId, found.version);
+    });
+    return { listener_id: listenerId, status: 'DELETED', deleted_at: isoNow(this.#ctx.clock) };
+  }
+}
+

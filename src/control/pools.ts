@@ -1,0 +1,236 @@
+import type { Backend } from '../model/backend.ts';
+import { DEFAULT_SCOPE_ID } from '../model/common.ts';
+import type { HealthCheck, HealthCheckInput } from '../model/health-check.ts';
+import type { Listener } from '../model/listener.ts';
+import type { LoadBalancer } from '../model/load-balancer.ts';
+import {
+  type AlgorithmUpdate,
+  type Pool,
+  POOL_DEFAULTS,
+  type PoolCreate,
+  type PoolPatch,
+} from '../model/pool.ts';
+import type { WriteTx } from '../store/store.ts';
+import { liveView } from './backend-view.ts';
+import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
+import { FulcrumError, type FieldProblem, notFound, validationError } from './errors.ts';
+import { checkHealthCheck, resolveHealthCheck, slowerDetectionWarning } from './health-checks.ts';
+import { allocateId } from './ids.ts';
+
+export interface PoolView extends Pool {
+  status: 'ACTIVE';
+  backend_count: number;
+}
+
+/** Domain rules over a whole pool, after defaults. */
+function checkPool(pool: Pool): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  if (pool.health_check) problems.push(...checkHealthCheck(pool.health_check, 'health_check.'));
+  const sp = pool.session_persistence;
+  if (sp.enabled && sp.type === undefined) {
+    problems.push({ field: 'session_persistence.type', reason: 'required when session persistence is enabled' });
+  }
+  if (sp.enabled && sp.type === 'APP_COOKIE' && sp.cookie_name === undefined) {
+    problems.push({ field: 'session_persistence.cookie_name', reason: 'required for APP_COOKIE: the application cookie to follow' });
+  }
+  const key = pool.algorithm_config.hash_key;
+  if (key && (key.header === undefined) === (key.cookie === undefined)) {
+    problems.push({ field: 'algorithm_config.hash_key', reason: 'give exactly one of header or cookie' });
+  }
+  if (key && pool.algorithm !== 'CONSISTENT_HASH') {
+    problems.push({ field: 'algorithm_config.hash_key', reason: 'applies only to the CONSISTENT_HASH algorithm' });
+  }
+  return problems;
+}
+
+function assertValid(pool: Pool): void {
+  const problems = checkPool(pool);
+  if (problems.length > 0) throw validationError(problems);
+}
+
+export class PoolService {
+  readonly #ctx: ControlContext;
+
+  constructor(ctx: ControlContext) {
+    this.#ctx = ctx;
+  }
+
+  async #view(pool: Pool): Promise<PoolView> {
+    const { total } = await this.#ctx.store.list('backend', { parentId: pool.pool_id, limit: 0 });
+    return { ...pool, status: 'ACTIVE', backend_count: total };
+  }
+
+  async get(poolId: string): Promise<PoolView> {
+    const found = await this.#ctx.store.get<Pool>('pool', poolId);
+    if (!found) throw notFound.pool(poolId);
+    return this.#view(found.body);
+  }
+
+  async list(query: { page?: number; per_page?: number }) {
+    const p = paging(query);
+    const { items, total } = await this.#ctx.store.list<Pool>('pool', { limit: p.limit, offset: p.offset });
+    return { pools: await Promise.all(items.map((r) => this.#view(r.body))), pagination: p.block(total) };
+  }
+
+  async create(input: PoolCreate): Promise<PoolView> {
+    const now = isoNow(this.#ctx.clock);
+    const pool = await writeAndApply(this.#ctx, async (tx) => {
+      let scope = { org_id: input.org_id ?? DEFAULT_SCOPE_ID, project_id: input.project_id ?? DEFAULT_SCOPE_ID };
+      if (input.load_balancer_id !== undefined) {
+        const lb = await tx.get<LoadBalancer>('load_balancer', input.load_balancer_id);
+        if (!lb) throw notFound.loadBalancer(input.load_balancer_id);
+        const mismatch: FieldProblem[] = [];
+        if (input.org_id !== undefined && input.org_id !== lb.scope.org_id) mismatch.push({ field: 'org_id', reason: `must match the load balancer's (${lb.scope.org_id})` });
+        if (input.project_id !== undefined && input.project_id !== lb.scope.project_id) mismatch.push({ field: 'project_id', reason: `must match the load balancer's (${lb.scope.project_id})` });
+        if (mismatch.length > 0) throw validationError(mismatch);
+        scope = lb.scope;
+      }
+      const id = await allocateId('pool', input.name, async (c) => (await tx.get('pool', c)) !== undefined, this.#ctx.random, ['pool']);
+      const pool: Pool = {
+        pool_id: id,
+        name: input.name,
+        description: input.description ?? null,
+        algorithm: input.algorithm ?? POOL_DEFAULTS.algorithm,
+        algorithm_config: input.algorithm_config ?? {},
+        health_check: input.health_check ? resolveHealthCheck(input.health_check) : null,
+        session_persistence: { ...POOL_DEFAULTS.session_persistence, ...input.session_persistence },
+        connection_limits: { ...POOL_DEFAULTS.connection_limits, ...input.connection_limits },
+        circuit_breaker: { ...POOL_DEFAULTS.circuit_breaker, ...input.circuit_breaker },
+        retries: input.retries ?? POOL_DEFAULTS.retries,
+        load_balancer_id: input.load_balancer_id ?? null,
+        ...scope,
+        created_at: now,
+        updated_at: now,
+        version: 0,
+      };
+      assertValid(pool);
+      return (await tx.put('pool', id, pool.load_balancer_id, scope, pool, 'absent')).body;
+    });
+    return this.#view(pool);
+  }
+
+  /** Reads, changes and writes one pool in one transaction, checking the expected version. */
+  async #update(poolId: string, expect: ReturnType<typeof expectedVersion>, change: (pool: Pool, tx: WriteTx) => Promise<Pool> | Pool) {
+    return writeAndApply(this.#ctx, async (tx) => {
+      const found = await tx.get<Pool>('pool', poolId);
+      if (!found) throw notFound.pool(poolId);
+      const before = found.body;
+      const after = await change(structuredClone(before), tx);
+      after.updated_at = isoNow(this.#ctx.clock);
+      assertValid(after);
+      const stored = await tx.put('pool', poolId, found.parentId, found.scope, after, expect === 'any' ? found.version : expect);
+      return { before, after: stored.body };
+    });
+  }
+
+  async patch(poolId: string, input: PoolPatch, ifMatch: string | undefined): Promise<PoolView> {
+    const { version, ...fields } = input;
+    const { after } = await this.#update(poolId, expectedVersion(ifMatch, version), (pool) => {
+      if (fields.name !== undefined) pool.name = fields.name;
+      if (fields.description !== undefined) pool.description = fields.description;
+      if (fields.algorithm !== undefined) pool.algorithm = fields.algorithm;
+      if (fields.retries !== undefined) pool.retries = fields.retries;
+      // Nested objects merge: a PATCH names only the fields it changes.
+      if (fields.algorithm_config !== undefined) pool.algorithm_config = { ...pool.algorithm_config, ...fields.algorithm_config };
+      if (fields.session_persistence !== undefined) pool.session_persistence = { ...pool.session_persistence, ...fields.session_persistence };
+      if (fields.connection_limits !== undefined) pool.connection_limits = { ...pool.connection_limits, ...fields.connection_limits };
+      if (fields.circuit_breaker !== undefined) pool.circuit_breaker = { ...pool.circuit_breaker, ...fields.circuit_breaker };
+      if (fields.health_check !== undefined) {
+        pool.health_check = fields.health_check === null ? null : resolveHealthCheck(fields.health_check, pool.health_check ?? undefined);
+      }
+      return pool;
+    });
+    return this.#view(after);
+  }
+
+  async setAlgorithm(poolId: string, input: AlgorithmUpdate, ifMatch: string | undefined) {
+    const { before, after } = await this.#update(poolId, expectedVersion(ifMatch, input.version), (pool) => {
+      pool.algorithm = input.algorithm;
+      if (input.algorithm_config !== undefined) pool.algorithm_config = input.algorithm_config;
+      return pool;
+    });
+    return {
+      pool_id: poolId,
+      algorithm: after.algorithm,
+      algorithm_config: after.algorithm_config,
+      previous_algorithm: before.algorithm,
+      updated_at: after.updated_at,
+      version: after.version,
+      message:
+        before.algorithm === after.algorithm
+          ? 'Algorithm unchanged; its configuration was applied.'
+          : 'Algorithm change applied. Traffic distribution will adjust gradually.',
+    };
+  }
+
+  async getHealthCheck(poolId: string) {
+    const found = await this.#ctx.store.get<Pool>('pool', poolId);
+    if (!found) throw notFound.pool(poolId);
+    const pool = found.body;
+    const { items } = await this.#ctx.store.list<Backend>('backend', { parentId: poolId });
+    const now = this.#ctx.clock.now();
+    let healthy = 0;
+    let unhealthy = 0;
+    for (const b of items) {
+      const live = liveView(pool, b.body, this.#ctx.state, now);
+      if (live.health_check_status === 'HEALTHY') healthy++;
+      else if (live.health_check_status === 'UNHEALTHY') unhealthy++;
+    }
+    return {
+      pool_id: poolId,
+      health_check: pool.health_check,
+      // The checker that fills the timing stats arrives with active health checking.
+      stats: { last_check_time: null, healthy_backends: healthy, unhealthy_backends: unhealthy, avg_check_duration_ms: null },
+      version: found.version,
+    };
+  }
+
+  async putHealthCheck(poolId: string, input: HealthCheckInput, ifMatch: string | undefined) {
+    let next: HealthCheck | undefined;
+    const { before, after } = await this.#update(poolId, expectedVersion(ifMatch, undefined), (pool) => {
+      next = resolveHealthCheck(input);
+      pool.health_check = next;
+      return pool;
+    });
+    const warning = slowerDetectionWarning(before.health_check, after.health_check as HealthCheck);
+    return {
+      pool_id: poolId,
+      health_check: after.health_check,
+      updated_at: after.updated_at,
+      version: after.version,
+      message: 'Health check updated. New configuration effective immediately.',
+      ...(warning ? { warning } : {}),
+    };
+  }
+
+  async delete(poolId: string, force: boolean) {
+    const { removed, ...result } = await writeAndApply(this.#ctx, async (tx) => {
+      const found = await tx.get<Pool>('pool', poolId);
+      if (!found) throw notFound.pool(poolId);
+      const users = (await tx.list<Listener>('listener')).items.filter((l) => l.body.default_pool_id === poolId);
+      if (users.length > 0) {
+        throw new FulcrumError('POOL_IN_USE', `Pool '${poolId}' is the default pool of ${users.length} listener(s); point them elsewhere first`, {
+          pool_id: poolId,
+          listener_ids: users.map((l) => l.id),
+        });
+      }
+      const backends = (await tx.list<Backend>('backend', { parentId: poolId })).items;
+      if (backends.length > 0 && !force) {
+        throw new FulcrumError('POOL_NOT_EMPTY', `Pool '${poolId}' still has ${backends.length} backend(s); remove them or use ?force=true`, {
+          pool_id: poolId,
+          backend_count: backends.length,
+        });
+      }
+      for (const b of backends) await tx.delete('backend', b.id);
+      await tx.delete('pool', poolId);
+      return { pool_id: poolId, status: 'DELETED', backends_removed: backends.length, removed: backends.map((b) => b.id) };
+    });
+    // Only after the commit: a failed delete must not have cut anyone's connections.
+    let terminated = 0;
+    for (const id of removed) {
+      terminated += this.#ctx.state.terminateAll(id);
+      this.#ctx.state.forget(id);
+    }
+    return { ...result, connections_terminated: terminated, deleted_at: isoNow(this.#ctx.clock) };
+  }
+}

@@ -1,0 +1,113 @@
+import { Type, type Static } from 'typebox';
+import { Name, Patch, Port, Strict, StringEnum, StringMap, VersionField } from './common.ts';
+import { HealthCheckInput } from './health-check.ts';
+
+/** The operator's intent for a backend; health is separate and comes from checks. */
+export const ADMIN_STATUSES = ['ENABLED', 'DISABLED', 'DRAINING'] as const;
+export type AdminStatus = (typeof ADMIN_STATUSES)[number];
+
+/** What the API reports: admin intent and health folded into one word. */
+export const BACKEND_STATUSES = ['STARTING', 'HEALTHY', 'UNHEALTHY', 'OFFLINE', 'DRAINING', 'DISABLED'] as const;
+export type BackendStatus = (typeof BACKEND_STATUSES)[number];
+
+export const BackendTls = Strict({
+  enabled: Type.Optional(Type.Boolean()),
+  verify: Type.Optional(Type.Boolean()),
+  sni_hostname: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
+  ca_pem: Type.Optional(Type.String({ minLength: 1, maxLength: 65_536 })),
+});
+export type BackendTls = Static<typeof BackendTls>;
+
+const Hostname = Type.String({
+  minLength: 1,
+  maxLength: 253,
+  pattern: '^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\\.?$',
+});
+const IpAddress = Type.String({ minLength: 2, maxLength: 45, description: 'IPv4 or IPv6 address' });
+
+const BackendProps = {
+  name: Name,
+  hostname: Hostname,
+  ip_address: IpAddress,
+  port: Port,
+  weight: Type.Integer({ minimum: 0, maximum: 1000, description: '0 takes no new traffic' }),
+  max_connections: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+  metadata: StringMap,
+  health_check: HealthCheckInput,
+  tls: BackendTls,
+  slow_start_seconds: Type.Integer({ minimum: 0, maximum: 3600 }),
+};
+
+export const BackendCreate = Strict({
+  name: Type.Optional(BackendProps.name),
+  hostname: Type.Optional(BackendProps.hostname),
+  ip_address: Type.Optional(BackendProps.ip_address),
+  port: BackendProps.port,
+  weight: Type.Optional(BackendProps.weight),
+  max_connections: Type.Optional(BackendProps.max_connections),
+  metadata: Type.Optional(BackendProps.metadata),
+  health_check: Type.Optional(BackendProps.health_check),
+  tls: Type.Optional(BackendProps.tls),
+  slow_start_seconds: Type.Optional(BackendProps.slow_start_seconds),
+  admin_status: Type.Optional(StringEnum(['ENABLED', 'DISABLED'] as const)),
+});
+export type BackendCreate = Static<typeof BackendCreate>;
+
+export const BackendPatch = Patch(
+  {
+    name: BackendProps.name,
+    hostname: Type.Union([BackendProps.hostname, Type.Null()]),
+    ip_address: Type.Union([BackendProps.ip_address, Type.Null()]),
+    port: BackendProps.port,
+    weight: BackendProps.weight,
+    max_connections: Type.Union([BackendProps.max_connections, Type.Null()]),
+    metadata: BackendProps.metadata,
+    health_check: Type.Union([BackendProps.health_check, Type.Null()]),
+    tls: Type.Union([BackendProps.tls, Type.Null()]),
+    slow_start_seconds: Type.Union([BackendProps.slow_start_seconds, Type.Null()]),
+    admin_status: StringEnum(ADMIN_STATUSES),
+  },
+  { version: VersionField },
+);
+export type BackendPatch = Static<typeof BackendPatch>;
+
+export const DrainRequest = Strict({
+  timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400 })),
+  close_idle_connections: Type.Optional(Type.Boolean()),
+  reason: Type.Optional(Type.String({ maxLength: 1024 })),
+});
+export type DrainRequest = Static<typeof DrainRequest>;
+
+export const BACKEND_DEFAULTS = { weight: 100, drain_timeout_seconds: 300 } as const;
+
+export interface Drain {
+  drain_id: string;
+  started_at: string;
+  timeout_seconds: number;
+  close_idle_connections: boolean;
+  reason: string | null;
+}
+
+/** A backend as stored. Runtime facts (health, connections) live outside the store. */
+export interface Backend {
+  server_id: string;
+  pool_id: string;
+  name: string;
+  hostname: string | null;
+  ip_address: string | null;
+  port: number;
+  weight: number;
+  max_connections: number | null;
+  metadata: Record<string, string>;
+  /** Overrides of the pool's check for this backend only, as given. */
+  health_check: HealthCheckInput | null;
+  tls: BackendTls | null;
+  slow_start_seconds: number | null;
+  admin_status: AdminStatus;
+  drain: Drain | null;
+  org_id: string;
+  project_id: string;
+  created_at: string;
+  updated_at: string;
+  version: number;
+}
