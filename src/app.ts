@@ -52,7 +52,9 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
   };
   const { generated } = await ensureAdminToken(store, config.adminToken, isoNow(systemClock));
 
+  let stopping: Promise<void> | undefined;
   const api = await buildApi({
+    closing: () => stopping !== undefined,
     store,
     log: log.child({ component: 'api' }),
     bodyLimit: config.apiBodyLimitBytes,
@@ -83,7 +85,6 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
   const unwatch = store.watch(() => void dataPlane.sync());
   log.info({ api: `${apiAddress.host}:${apiAddress.port}`, data_dir: config.dataDir, revision: await store.revision(), version: VERSION }, 'fulcrum started');
 
-  let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       log.info({ deadline_ms: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');

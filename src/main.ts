@@ -11,9 +11,9 @@ Commands:
   version      print the version
 
 Options of serve (flags override FULCRUM_* environment variables, which override the file):
-  -c, --config <path>   TOML configuration file (or FULCRUM_CONFIG)
+  -c, --config <path>      TOML configuration file (or FULCRUM_CONFIG)
 ${SETTINGS.filter((s) => s.flag)
-  .map((s) => `  --${s.flag!.padEnd(20)} ${s.doc} [${s.env}]`)
+  .map((s) => `  --${s.flag!.padEnd(22)} ${s.doc} [${s.env}]`)
   .join('\n')}
 `;
 

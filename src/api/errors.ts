@@ -99,9 +99,10 @@ export function handleError(err: FastifyError & { validation?: AjvError[]; valid
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return send('MALFORMED_JSON', 'Content-Type is application/json but the body is empty');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return send('MALFORMED_JSON', `Body is not valid JSON: ${err.message}`);
+      return send('MALFORMED_JSON', 'Body is not valid JSON');
   }
   if (err.statusCode === 400 && err instanceof SyntaxError) return send('MALFORMED_JSON', `Body is not valid JSON: ${err.message}`);
+  if (err.statusCode === 400 && /prototype|constructor/i.test(err.message)) return send('MALFORMED_JSON', err.message);
   if (err.statusCode === 415) return send('UNSUPPORTED_MEDIA_TYPE', err.message, { accepted: ['application/json'] });
   if (err.statusCode === 413) return send('PAYLOAD_TOO_LARGE', err.message);
   if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {

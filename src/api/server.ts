@@ -17,6 +17,8 @@ export interface ApiDeps {
   /** `/ready`: store open and every enabled listener bound. */
   readiness: () => { ready: boolean; checks: Record<string, unknown> };
   version: string;
+  /** True once shutdown began: new requests get 503, finished ones close their connection. */
+  closing: () => boolean;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -44,8 +46,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req-${randomUUID()}`;
     },
     logController: new LogController({ requestIdLogLabel: 'request_id' }),
-    return503OnClosing: true,
+    // Our own 503 in the standard body replaces fastify's (see the onRequest hook).
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
+    routerOptions: { maxParamLength: 256 },
   });
   app.setValidatorCompiler(validators());
   app.setErrorHandler(handleError);
@@ -56,9 +60,22 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   );
   // JSON only: the built-in text/plain parser would let a wrong content type through.
   app.removeContentTypeParser('text/plain');
+  // fastify's own JSON parser (it refuses __proto__ / constructor poisoning), except that an empty
+  // body counts as no body: clients send `Content-Type: application/json` on DELETE and bare POSTs.
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    return json(request, text, done);
+  });
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (deps.closing()) {
+      reply.header('connection', 'close');
+      return reply.status(503).send(errorBody('SERVICE_UNAVAILABLE', 'Fulcrum is shutting down', {}, request.id));
+    }
     if (!request.url.startsWith('/api/')) return;
     const key = await authenticate(deps.store, request.headers.authorization);
     if (!key) {
@@ -75,6 +92,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
           ),
         );
     }
+  });
+  // A request that was in flight when shutdown began must not leave its connection open behind it.
+  app.addHook('onSend', async (_request, reply) => {
+    if (deps.closing()) reply.header('connection', 'close');
   });
   // A POST with every field optional may come without a body; validate it as `{}`.
   app.addHook('preValidation', async (request) => {

@@ -18,13 +18,17 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     fulcrum = await startFulcrum(loaded.config);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
+    const setting = { flag: '--api-addr', env: 'FULCRUM_API_ADDR', file: `server.api_addr in ${loaded.configFile}`, default: 'the default API address' }[
+      loaded.origin.apiAddr
+    ];
+    const addr = `${loaded.config.apiAddr.host}:${loaded.config.apiAddr.port}`;
     const reason =
       e.code === 'EADDRINUSE'
-        ? `FULCRUM_API_ADDR ${loaded.config.apiAddr.host}:${loaded.config.apiAddr.port} is already in use`
+        ? `${setting} ${addr} is already in use`
         : e.code === 'EACCES'
-          ? `FULCRUM_API_ADDR ${loaded.config.apiAddr.host}:${loaded.config.apiAddr.port}: permission denied`
+          ? `${setting} ${addr}: permission denied`
           : e.code === 'EADDRNOTAVAIL'
-            ? `FULCRUM_API_ADDR ${loaded.config.apiAddr.host} is not an address of this host`
+            ? `${setting} ${addr} is not an address of this host`
             : e.message;
     process.stderr.write(`fulcrum: cannot start: ${reason}\n`);
     process.exit(1);

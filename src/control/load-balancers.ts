@@ -5,10 +5,24 @@ import type { Backend } from '../model/backend.ts';
 import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
 import { FulcrumError, notFound } from './errors.ts';
 import { allocateId } from './ids.ts';
+import type { Scope, WriteTx } from '../store/store.ts';
 
 export interface LoadBalancerView extends LoadBalancer {
   status: 'ACTIVE';
   listener_ids: string[];
+}
+
+/** Load balancer names are unique within their org and project (seed 003 §3.1). */
+async function assertNameFree(tx: WriteTx, name: string, scope: Scope, self: string | undefined): Promise<void> {
+  const sameName = (await tx.list<LoadBalancer>('load_balancer')).items.find(
+    (r) => r.id !== self && r.body.name === name && r.scope.org_id === scope.org_id && r.scope.project_id === scope.project_id,
+  );
+  if (sameName) {
+    throw new FulcrumError('DUPLICATE_NAME', `A load balancer named '${name}' already exists in this scope: '${sameName.id}'`, {
+      name,
+      lb_id: sameName.id,
+    });
+  }
 }
 
 export class LoadBalancerService {
@@ -39,15 +53,7 @@ export class LoadBalancerService {
     const now = isoNow(this.#ctx.clock);
     const scope = { org_id: input.org_id ?? DEFAULT_SCOPE_ID, project_id: input.project_id ?? DEFAULT_SCOPE_ID };
     const lb = await writeAndApply(this.#ctx, async (tx) => {
-      const sameName = (await tx.list<LoadBalancer>('load_balancer')).items.find(
-        (r) => r.body.name === input.name && r.scope.org_id === scope.org_id && r.scope.project_id === scope.project_id,
-      );
-      if (sameName) {
-        throw new FulcrumError('DUPLICATE_NAME', `A load balancer named '${input.name}' already exists in this scope: '${sameName.id}'`, {
-          name: input.name,
-          lb_id: sameName.id,
-        });
-      }
+      await assertNameFree(tx, input.name, scope, undefined);
       const id = await allocateId('lb', input.name, async (c) => (await tx.get('load_balancer', c)) !== undefined, this.#ctx.random, ['lb']);
       const lb: LoadBalancer = {
         lb_id: id,
@@ -71,14 +77,18 @@ export class LoadBalancerService {
     const lb = await writeAndApply(this.#ctx, async (tx) => {
       const found = await tx.get<LoadBalancer>('load_balancer', lbId);
       if (!found) throw notFound.loadBalancer(lbId);
+      if (fields.name !== undefined) await assertNameFree(tx, fields.name, found.scope, lbId);
       const lb = { ...found.body, ...fields, updated_at: isoNow(this.#ctx.clock) } as LoadBalancer;
       return (await tx.put('load_balancer', lbId, null, found.scope, lb, expect === 'any' ? found.version : expect)).body;
     });
     return this.#view(lb);
   }
 
-  /** Deletes the load balancer with its listeners (unbound) and the pools it owns. */
-  async delete(lbId: string) {
+  /**
+   * Deletes the load balancer with its listeners (unbound) and the pools it owns. Like a pool
+   * delete, it refuses while backends of those pools hold connections, unless forced.
+   */
+  async delete(lbId: string, force = false) {
     const { removedBackends, ...result } = await writeAndApply(this.#ctx, async (tx) => {
       const found = await tx.get<LoadBalancer>('load_balancer', lbId);
       if (!found) throw notFound.loadBalancer(lbId);
@@ -95,21 +105,27 @@ export class LoadBalancerService {
         });
       }
       const removedBackends: string[] = [];
-      for (const l of listeners) await tx.delete('listener', l.id);
       for (const p of pools) {
-        for (const b of (await tx.list<Backend>('backend', { parentId: p.id })).items) {
-          await tx.delete('backend', b.id);
-          removedBackends.push(b.id);
-        }
-        await tx.delete('pool', p.id);
+        for (const b of (await tx.list<Backend>('backend', { parentId: p.id })).items) removedBackends.push(b.id);
       }
+      const busy = removedBackends.filter((id) => this.#ctx.state.activeConnections(id) > 0);
+      if (busy.length > 0 && !force) {
+        throw new FulcrumError('BACKEND_HAS_CONNECTIONS', `Backends of '${lbId}' still have active connections; drain them or delete with ?force=true`, {
+          lb_id: lbId,
+          server_ids: busy,
+        });
+      }
+      for (const l of listeners) await tx.delete('listener', l.id);
+      for (const id of removedBackends) await tx.delete('backend', id);
+      for (const p of pools) await tx.delete('pool', p.id);
       await tx.delete('load_balancer', lbId);
       return { lb_id: lbId, status: 'DELETED', listeners_removed: listeners.length, pools_removed: pools.length, removedBackends };
     });
+    let terminated = 0;
     for (const id of removedBackends) {
-      this.#ctx.state.terminateAll(id);
+      terminated += this.#ctx.state.terminateAll(id);
       this.#ctx.state.forget(id);
     }
-    return { ...result, deleted_at: isoNow(this.#ctx.clock) };
+    return { ...result, backends_removed: removedBackends.length, connections_terminated: terminated, deleted_at: isoNow(this.#ctx.clock) };
   }
 }

@@ -23,9 +23,9 @@ export interface PoolView extends Pool {
 }
 
 /** Domain rules over a whole pool, after defaults. */
-function checkPool(pool: Pool): FieldProblem[] {
+function checkPool(pool: Pool, healthCheckPrefix = 'health_check.'): FieldProblem[] {
   const problems: FieldProblem[] = [];
-  if (pool.health_check) problems.push(...checkHealthCheck(pool.health_check, 'health_check.'));
+  if (pool.health_check) problems.push(...checkHealthCheck(pool.health_check, healthCheckPrefix));
   const sp = pool.session_persistence;
   if (sp.enabled && sp.type === undefined) {
     problems.push({ field: 'session_persistence.type', reason: 'required when session persistence is enabled' });
@@ -43,8 +43,9 @@ function checkPool(pool: Pool): FieldProblem[] {
   return problems;
 }
 
-function assertValid(pool: Pool): void {
-  const problems = checkPool(pool);
+/** `healthCheckPrefix` is '' when the request body is the health check itself. */
+function assertValid(pool: Pool, healthCheckPrefix?: string): void {
+  const problems = checkPool(pool, healthCheckPrefix);
   if (problems.length > 0) throw validationError(problems);
 }
 
@@ -110,14 +111,19 @@ export class PoolService {
   }
 
   /** Reads, changes and writes one pool in one transaction, checking the expected version. */
-  async #update(poolId: string, expect: ReturnType<typeof expectedVersion>, change: (pool: Pool, tx: WriteTx) => Promise<Pool> | Pool) {
+  async #update(
+    poolId: string,
+    expect: ReturnType<typeof expectedVersion>,
+    change: (pool: Pool, tx: WriteTx) => Promise<Pool> | Pool,
+    healthCheckPrefix?: string,
+  ) {
     return writeAndApply(this.#ctx, async (tx) => {
       const found = await tx.get<Pool>('pool', poolId);
       if (!found) throw notFound.pool(poolId);
       const before = found.body;
       const after = await change(structuredClone(before), tx);
       after.updated_at = isoNow(this.#ctx.clock);
-      assertValid(after);
+      assertValid(after, healthCheckPrefix);
       const stored = await tx.put('pool', poolId, found.parentId, found.scope, after, expect === 'any' ? found.version : expect);
       return { before, after: stored.body };
     });
@@ -186,12 +192,15 @@ export class PoolService {
   }
 
   async putHealthCheck(poolId: string, input: HealthCheckInput, ifMatch: string | undefined) {
-    let next: HealthCheck | undefined;
-    const { before, after } = await this.#update(poolId, expectedVersion(ifMatch, undefined), (pool) => {
-      next = resolveHealthCheck(input);
-      pool.health_check = next;
-      return pool;
-    });
+    const { before, after } = await this.#update(
+      poolId,
+      expectedVersion(ifMatch, undefined),
+      (pool) => {
+        pool.health_check = resolveHealthCheck(input);
+        return pool;
+      },
+      '',
+    );
     const warning = slowerDetectionWarning(before.health_check, after.health_check as HealthCheck);
     return {
       pool_id: poolId,

@@ -11,6 +11,14 @@ interface Bound {
   listener: Listener;
   server: Server;
   key: string;
+  /** Set when the socket stops accepting: responses still running close their connection. */
+  closing: boolean;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function servable(l: Listener): boolean {
+  return l.enabled && SUPPORTED_LISTENER_PROTOCOLS.includes(l.protocol);
 }
 
 type Status = ReturnType<DataPlaneControl['listenerStatus']>;
@@ -50,6 +58,8 @@ export class ListenerManager implements DataPlaneControl {
   readonly #log: Logger;
   readonly #bound = new Map<string, Bound>();
   readonly #errors = new Map<string, string>();
+  /** Old sockets still finishing their in-flight requests; stop() waits for them too. */
+  readonly #retiring = new Map<Server, Promise<void>>();
   #desired = new Map<string, Listener>();
   #appliedRevision = -1;
   #syncing: Promise<void> = Promise.resolve();
@@ -78,13 +88,13 @@ export class ListenerManager implements DataPlaneControl {
 
   async reconcile(listeners: Listener[]): Promise<void> {
     this.#desired = new Map(listeners.map((l) => [l.listener_id, l]));
-    const wanted = listeners.filter((l) => l.enabled && SUPPORTED_LISTENER_PROTOCOLS.includes(l.protocol));
+    const wanted = listeners.filter(servable);
     const wantedIds = new Set(wanted.map((l) => l.listener_id));
 
     for (const [id, bound] of this.#bound) {
       if (!wantedIds.has(id)) {
         this.#bound.delete(id);
-        await closeGracefully(bound.server);
+        this.#retire(bound);
         this.#log.info({ listener_id: id }, 'listener unbound');
       }
     }
@@ -109,12 +119,23 @@ export class ListenerManager implements DataPlaneControl {
       this.#errors.delete(listener.listener_id);
       this.#bound.set(listener.listener_id, next);
       this.#log.info({ listener_id: listener.listener_id, address: listener.bind_address, port: listener.port }, 'listener bound');
-      if (current) await closeGracefully(current.server);
+      if (current) this.#retire(current);
     }
   }
 
+  /**
+   * Stops accepting on an old socket at once (so its port is free for whoever binds it next) and
+   * lets its in-flight requests finish in the background: a busy listener never holds up the
+   * next configuration change.
+   */
+  #retire(bound: Bound): void {
+    bound.closing = true;
+    const server = bound.server;
+    this.#retiring.set(server, closeGracefully(server).finally(() => this.#retiring.delete(server)));
+  }
+
   #newServer(listener: Listener): Bound {
-    const bound: Bound = { listener, key: bindKey(listener), server: createHttpServer() };
+    const bound: Bound = { listener, key: bindKey(listener), server: createHttpServer(), closing: false };
     bound.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#handle(bound, req, res));
     this.#applySettings(bound);
     return bound;
@@ -132,9 +153,11 @@ export class ListenerManager implements DataPlaneControl {
    * Until the HTTP forwarding path lands, a bound listener has no way to reach a backend, so it
    * answers as a load balancer does when no backend is usable: 503 with the request id.
    */
-  #handle(_bound: Bound, req: IncomingMessage, res: ServerResponse): void {
-    const requestId = typeof req.headers['x-request-id'] === 'string' ? req.headers['x-request-id'] : randomUUID();
+  #handle(bound: Bound, req: IncomingMessage, res: ServerResponse): void {
+    const given = req.headers['x-request-id'];
+    const requestId = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     req.resume();
+    if (bound.closing) res.setHeader('connection', 'close');
     res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'x-request-id': requestId, 'retry-after': '5' });
     res.end(`503 Service Unavailable: no usable backend (request id ${requestId})\n`);
   }
@@ -160,7 +183,7 @@ export class ListenerManager implements DataPlaneControl {
 
   /** For `/ready`: every enabled listener of the applied revision is bound. */
   readiness(): { ready: boolean; bound: number; expected: number; failing: { listener_id: string; reason: string }[] } {
-    const expected = [...this.#desired.values()].filter((l) => l.enabled).length;
+    const expected = [...this.#desired.values()].filter(servable).length;
     return {
       ready: this.#appliedRevision >= 0 && this.#bound.size === expected,
       bound: this.#bound.size,
@@ -172,9 +195,11 @@ export class ListenerManager implements DataPlaneControl {
   /** Graceful stop: stop accepting now, wait for in-flight requests until the deadline, then cut. */
   async stop(deadlineMs: number): Promise<void> {
     this.#stopped = true;
-    const servers = [...this.#bound.values()].map((b) => b.server);
+    const bound = [...this.#bound.values()];
     this.#bound.clear();
-    const all = Promise.all(servers.map((s) => closeGracefully(s)));
+    for (const b of bound) b.closing = true;
+    const servers = [...bound.map((b) => b.server), ...this.#retiring.keys()];
+    const all = Promise.all([...bound.map((b) => closeGracefully(b.server)), ...this.#retiring.values()]);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
       timer = setTimeout(() => resolve('deadline'), deadlineMs);

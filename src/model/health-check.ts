@@ -15,6 +15,7 @@ export const HEALTH_CHECK_DEFAULTS = {
   unhealthy_threshold: 3,
   expected_status_codes: [200],
   jitter_percent: 10,
+  tls_enabled: false, // HTTPS probes use TLS regardless; this turns it on for other protocols
   tls_verify: true,
   enabled: true,
 } as const;

@@ -90,7 +90,7 @@ export type PoolCreate = Static<typeof PoolCreate>;
 export const PoolPatch = Patch(
   {
     name: PoolProps.name,
-    description: PoolProps.description,
+    description: Type.Union([PoolProps.description, Type.Null()]),
     algorithm: PoolProps.algorithm,
     algorithm_config: PoolProps.algorithm_config,
     health_check: Type.Union([PoolProps.health_check, Type.Null()]),

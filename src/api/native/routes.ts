@@ -125,10 +125,10 @@ export function registerNativeRoutes(api: FastifyInstance, s: NativeServices): v
     { schema: { tags: ['load balancers'], params: LbParams, body: LoadBalancerPatch } },
     async (req, reply) => etag(reply, await s.loadBalancers.patch(req.params.lb_id, req.body, ifMatch(req.headers))),
   );
-  api.delete<{ Params: Static<typeof LbParams> }>(
+  api.delete<{ Params: Static<typeof LbParams>; Querystring: Static<typeof ForceQuery> }>(
     '/load-balancers/:lb_id',
-    { schema: { tags: ['load balancers'], params: LbParams } },
-    async (req) => s.loadBalancers.delete(req.params.lb_id),
+    { schema: { tags: ['load balancers'], params: LbParams, querystring: ForceQuery } },
+    async (req) => s.loadBalancers.delete(req.params.lb_id, req.query.force ?? false),
   );
   api.post<{ Params: Static<typeof LbParams>; Body: Static<typeof ListenerCreate> }>(
     '/load-balancers/:lb_id/listeners',

@@ -180,9 +180,10 @@ export class SqliteStore implements Store {
 
   async changesSince(revision: number, limit = 1000): Promise<Change[]> {
     this.#assertOpen();
-    return this.#reader
+    const rows = this.#reader
       .prepare('SELECT revision, kind, id, op, version, at FROM changes WHERE revision > ? ORDER BY seq LIMIT ?')
-      .all(revision, limit) as unknown as Change[];
+      .all(revision, limit);
+    return rows.map((r) => ({ ...r }) as unknown as Change);
   }
 
   watch(listener: (revision: number) => void): () => void {
@@ -256,16 +257,18 @@ export class SqliteStore implements Store {
 
   async findApiKeyByHash(tokenHash: string): Promise<ApiKey | undefined> {
     this.#assertOpen();
-    return this.#reader
+    const row = this.#reader
       .prepare('SELECT key_id, name, token_hash, role, org_id, project_id, created_at FROM api_keys WHERE token_hash = ?')
-      .get(tokenHash) as ApiKey | undefined;
+      .get(tokenHash);
+    return row ? ({ ...row } as unknown as ApiKey) : undefined;
   }
 
   async listApiKeys(): Promise<ApiKey[]> {
     this.#assertOpen();
-    return this.#reader
+    const rows = this.#reader
       .prepare('SELECT key_id, name, token_hash, role, org_id, project_id, created_at FROM api_keys ORDER BY created_at')
-      .all() as unknown as ApiKey[];
+      .all();
+    return rows.map((r) => ({ ...r }) as unknown as ApiKey);
   }
 
   async putApiKey(key: ApiKey): Promise<void> {
