@@ -5,7 +5,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { type ApiClient, type ApiResponse, startTestFulcrum, type TestFulcrum } from '../helpers/fulcrum.ts';
+import { assertError, fieldsOf, ISO_SECONDS } from '../helpers/assertions.ts';
+import { type ApiClient, startTestFulcrum, type TestFulcrum } from '../helpers/fulcrum.ts';
 
 /** The seed's registration body (seed 000 §1, "Register a Backend Server"). */
 const SEED_BACKEND = {
@@ -44,7 +45,6 @@ const SEED_POOL_HEALTH_CHECK = {
   expected_status_codes: [200],
 };
 
-const ISO_SECONDS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 let t: TestFulcrum;
 let api: ApiClient;
@@ -74,31 +74,6 @@ async function newBackend(poolId: string, extra: Record<string, unknown> = {}) {
 
 const backendsPath = (poolId: string) => `/api/v1/pools/${poolId}/backends`;
 const backendPath = (poolId: string, serverId: string) => `/api/v1/pools/${poolId}/backends/${serverId}`;
-
-/** Asserts the standard error body (seed 000 "Standard Error Format") and returns `error`. */
-function assertError(res: ApiResponse, status: number, code: string) {
-  assert.equal(res.status, status, JSON.stringify(res.body));
-  const err = res.body?.error;
-  assert.ok(err, `an error body: ${JSON.stringify(res.body)}`);
-  assert.equal(err.code, code, JSON.stringify(res.body));
-  assert.equal(typeof err.message, 'string');
-  assert.ok(err.message.length > 0);
-  assert.equal(typeof err.details, 'object');
-  assert.notEqual(err.details, null);
-  assert.equal(typeof err.request_id, 'string');
-  assert.ok(err.request_id.length > 0);
-  assert.equal(err.request_id, res.headers.get('x-request-id'));
-  assert.match(err.timestamp, ISO_SECONDS);
-  assert.equal(typeof err.documentation_url, 'string');
-  assert.ok(err.documentation_url.toLowerCase().includes(code.toLowerCase()), err.documentation_url);
-  return err;
-}
-
-/** The field names a VALIDATION_ERROR / INVALID_PARAMETER names in details.fields. */
-function fieldsOf(err: { details: { fields?: { field: string }[] } }): string[] {
-  assert.ok(Array.isArray(err.details.fields), `details.fields: ${JSON.stringify(err.details)}`);
-  return err.details.fields.map((f) => f.field);
-}
 
 describe('backends API', () => {
   before(async () => {

@@ -139,6 +139,20 @@ describe('request errors', () => {
   });
 });
 
+describe('shutdown', () => {
+  it('a request that arrives after shutdown began gets 503 SERVICE_UNAVAILABLE and Connection: close', async () => {
+    const t = await startTestFulcrum();
+    const stopping = t.close();
+    // inject() reaches the router without a socket: a client on an already-open keep-alive
+    // connection would be answered the same way.
+    const res = await t.fulcrum.api.inject({ method: 'GET', url: '/api/v1/pools', headers: { authorization: 'Bearer test-admin-token-0123456789' } });
+    await stopping;
+    assert.equal(res.statusCode, 503);
+    assert.equal(res.headers.connection, 'close');
+    assertErrorBody(JSON.parse(res.body), 'SERVICE_UNAVAILABLE');
+  });
+});
+
 describe('OpenAPI document', () => {
   let t: TestFulcrum;
   before(async () => {

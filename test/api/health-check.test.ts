@@ -4,7 +4,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { type ApiClient, type ApiResponse, startTestFulcrum, tempDir, type TestFulcrum } from '../helpers/fulcrum.ts';
+import { assertError, fieldsOf, ISO_SECONDS } from '../helpers/assertions.ts';
+import { type ApiClient, startTestFulcrum, tempDir, type TestFulcrum } from '../helpers/fulcrum.ts';
 
 /** The seed's pool health check (seed 000 §2, "Create a Server Pool"). */
 const SEED_POOL_HEALTH_CHECK = {
@@ -35,7 +36,6 @@ const SEED_UPDATE = {
   },
 };
 
-const ISO_SECONDS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 let t: TestFulcrum;
 let api: ApiClient;
@@ -47,30 +47,6 @@ async function newPool(a: ApiClient, extra: Record<string, unknown> = {}): Promi
   const res = await a.post('/api/v1/pools', { name: `health check test ${++poolSeq}`, ...extra });
   assert.equal(res.status, 201, JSON.stringify(res.body));
   return res.body.pool_id as string;
-}
-
-/** Asserts the standard error body (seed 000 "Standard Error Format") and returns `error`. */
-function assertError(res: ApiResponse, status: number, code: string) {
-  assert.equal(res.status, status, JSON.stringify(res.body));
-  const err = res.body?.error;
-  assert.ok(err, `an error body: ${JSON.stringify(res.body)}`);
-  assert.equal(err.code, code, JSON.stringify(res.body));
-  assert.equal(typeof err.message, 'string');
-  assert.ok(err.message.length > 0);
-  assert.equal(typeof err.details, 'object');
-  assert.notEqual(err.details, null);
-  assert.equal(typeof err.request_id, 'string');
-  assert.ok(err.request_id.length > 0);
-  assert.equal(err.request_id, res.headers.get('x-request-id'));
-  assert.match(err.timestamp, ISO_SECONDS);
-  assert.equal(typeof err.documentation_url, 'string');
-  assert.ok(err.documentation_url.toLowerCase().includes(code.toLowerCase()), err.documentation_url);
-  return err;
-}
-
-function fieldsOf(err: { details: { fields?: { field: string }[] } }): string[] {
-  assert.ok(Array.isArray(err.details.fields), `details.fields: ${JSON.stringify(err.details)}`);
-  return err.details.fields.map((f) => f.field);
 }
 
 describe('health check API', () => {

@@ -181,6 +181,35 @@ describe('load balancers and listeners API', () => {
     assert.equal((await t.api.get(`/api/v1/load-balancers/${lbId}`)).status, 404);
   });
 
+  it('a rename may not take another load balancer\'s name in the same scope', async () => {
+    await lb('rename target');
+    const other = await lb('rename source');
+    const res = await t.api.patch(`/api/v1/load-balancers/${other}`, { name: 'rename target' });
+    assert.equal(res.status, 409);
+    assert.equal(res.body.error.code, 'DUPLICATE_NAME');
+    assert.equal((await t.api.get(`/api/v1/load-balancers/${other}`)).body.name, 'rename source');
+    assert.equal((await t.api.patch(`/api/v1/load-balancers/${other}`, { name: 'rename source' })).status, 200, 'keeping its own name is fine');
+  });
+
+  it('deleting a load balancer refuses while its backends hold connections, unless forced', async () => {
+    const lbId = await lb('busy');
+    const { body: pool } = await t.api.post('/api/v1/pools', { name: 'busy pool', load_balancer_id: lbId });
+    const { body: backend } = await t.api.post(`/api/v1/pools/${pool.pool_id}/backends`, { ip_address: '127.0.0.1', port: 9200 });
+    // Stands in for a connection the data plane would hold: the forwarding path does not exist yet.
+    let closed = 0;
+    t.fulcrum.state.track(backend.server_id, () => closed++);
+    const refused = await t.api.delete(`/api/v1/load-balancers/${lbId}`);
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.error.code, 'BACKEND_HAS_CONNECTIONS');
+    assert.deepEqual(refused.body.error.details.server_ids, [backend.server_id]);
+    assert.equal((await t.api.get(`/api/v1/pools/${pool.pool_id}`)).status, 200, 'nothing was deleted');
+    const forced = await t.api.delete(`/api/v1/load-balancers/${lbId}?force=true`);
+    assert.equal(forced.status, 200);
+    assert.equal(forced.body.backends_removed, 1);
+    assert.equal(forced.body.connections_terminated, 1);
+    assert.equal(closed, 1);
+  });
+
   it('/ready reports every enabled listener bound', async () => {
     const ready = await fetch(`${t.api.base}/ready`);
     const body = (await ready.json()) as { status: string; checks: { store: string; listeners: { bound: number; expected: number } } };

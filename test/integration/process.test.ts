@@ -72,13 +72,13 @@ describe('the fulcrum process', () => {
 
       // An in-flight write: headers sent, body held back until after the signal.
       const body = JSON.stringify({ name: 'late pool' });
-      const inFlight = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const inFlight = new Promise<{ status: number; body: string; connection: string | undefined }>((resolve, reject) => {
         const req = request({
           host: '127.0.0.1', port: fl.port, method: 'POST', path: '/api/v1/pools',
           headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
         }, (res) => {
           let text = '';
-          res.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => resolve({ status: res.statusCode!, body: text }));
+          res.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => resolve({ status: res.statusCode!, body: text, connection: res.headers.connection }));
         });
         req.on('error', reject);
         req.flushHeaders();
@@ -96,6 +96,7 @@ describe('the fulcrum process', () => {
       const res = await inFlight;
       assert.equal(res.status, 201, res.body);
       assert.equal(JSON.parse(res.body).pool_id, 'pool-late');
+      assert.equal(res.connection, 'close', 'a response finished during shutdown does not keep its connection');
       assert.deepEqual(await fl.exited, { code: 0, signal: null });
       // Listeners are closed too.
       await assert.rejects(new Promise((resolve, reject) => connect(listenerPort, '127.0.0.1').on('connect', resolve).on('error', reject)), /ECONNREFUSED/);
