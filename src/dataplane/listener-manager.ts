@@ -70,11 +70,16 @@ export class ListenerManager implements DataPlaneControl {
     this.#log = log;
   }
 
-  /** Applies the store's current configuration; concurrent calls run one after another. */
+  /**
+   * Applies the store's current configuration; concurrent calls run one after another. Never
+   * rejects: the write that asked for it has committed, so a failure here is the data plane's to
+   * report (logged, and visible as listener status), not a failed API call.
+   */
   sync(): Promise<void> {
-    const run = this.#syncing.then(() => this.#syncOnce());
-    this.#syncing = run.catch((err: unknown) => this.#log.error({ err }, 'data plane sync failed'));
-    return run;
+    this.#syncing = this.#syncing
+      .then(() => this.#syncOnce())
+      .catch((err: unknown) => this.#log.error({ err }, 'data plane sync failed'));
+    return this.#syncing;
   }
 
   async #syncOnce(): Promise<void> {
