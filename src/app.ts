@@ -50,7 +50,6 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
     random: systemRandom,
     reserved: () => [apiAddress],
   };
-  const { generated } = await ensureAdminToken(store, config.adminToken, isoNow(systemClock));
 
   let stopping: Promise<void> | undefined;
   const api = await buildApi({
@@ -80,6 +79,8 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
     await store.close();
     throw err;
   }
+  // Only once the API is up: a first start that fails must not store a token nobody ever saw.
+  const { generated } = await ensureAdminToken(store, config.adminToken, isoNow(systemClock));
   const addr = api.server.address() as AddressInfo;
   apiAddress = { host: config.apiAddr.host, port: addr.port };
   const unwatch = store.watch(() => void dataPlane.sync());

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.ts';
@@ -50,6 +50,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { maxParamLength: 256 },
+    // Errors the router raises before any hook runs (a bad URL, an over-long path parameter)
+    // still answer in the standard body.
+    frameworkErrors: (error, request, reply) => {
+      const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is longer than ids can be' : `Bad request URL: ${error.message}`;
+      void (reply as FastifyReply).status(400).send(errorBody('INVALID_PARAMETER', message, { path: request.url.split('?')[0] }, request.id));
+    },
   });
   app.setValidatorCompiler(validators());
   app.setErrorHandler(handleError);

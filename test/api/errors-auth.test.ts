@@ -72,10 +72,15 @@ describe('request errors', () => {
     assert.equal(del.status, 200);
   });
 
-  it('a long id is a clean 404, not a router error', async () => {
+  it('an id of up to 128 characters that does not exist is a clean 404; longer ones are 400', async () => {
     const res = await t.api.get(`/api/v1/pools/pool-${'x'.repeat(120)}`);
     assert.equal(res.status, 404);
     assertErrorBody(res.body, 'POOL_NOT_FOUND');
+    for (const length of [200, 1000]) {
+      const long = await t.api.get(`/api/v1/pools/pool-${'x'.repeat(length)}`);
+      assert.equal(long.status, 400, `${length} characters`);
+      assertErrorBody(long.body, 'INVALID_PARAMETER');
+    }
   });
 
   it('415 UNSUPPORTED_MEDIA_TYPE for a body that is not application/json', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { ApiClient, freePort, tempDir } from '../helpers/fulcrum.ts';
 import { type FulcrumProcess, runFulcrum, spawnFulcrum } from '../helpers/process.ts';
@@ -39,6 +39,14 @@ describe('the fulcrum process', () => {
     const dir = tempDir();
     const started: FulcrumProcess[] = [];
     try {
+      // A first start that fails (its API port is taken) must not use up the token.
+      const squatter = createServer();
+      await new Promise<void>((resolve) => squatter.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
+      const taken = (squatter.address() as { port: number }).port;
+      const failed = await runFulcrum(['serve'], { FULCRUM_DATA_DIR: dir.path, FULCRUM_API_ADDR: `127.0.0.1:${taken}` });
+      await new Promise<void>((resolve) => squatter.close(() => resolve()));
+      assert.equal(failed.code, 1);
+      assert.match(failed.stderr, /is already in use/);
       const first = await spawnFulcrum({ FULCRUM_DATA_DIR: dir.path });
       started.push(first);
       const token = (await first.waitFor('stderr', /Bearer <token>/)) && /(flc_[A-Za-z0-9_-]{43})/.exec(first.stderr())?.[1];
@@ -82,16 +90,14 @@ describe('the fulcrum process', () => {
         });
         req.on('error', reject);
         req.flushHeaders();
-        req.on('socket', (s) => s.once('connect', () => setImmediate(() => {
-          // Once the process logs that it is shutting down, finish the request.
-          const onLog = () => {
-            if (!/shutting down/.test(fl.stdout())) return;
-            fl.child.stdout!.off('data', onLog);
-            req.end(body);
-          };
-          fl.child.stdout!.on('data', onLog);
-          fl.child.kill('SIGTERM');
-        })));
+        // Once the server has the request head, signal; once it logs shutting down, send the body.
+        fl.waitFor('stdout', /"method":"POST","url":"\/api\/v1\/pools"/)
+          .then(() => {
+            const shuttingDown = fl.waitFor('stdout', /shutting down/);
+            fl.child.kill('SIGTERM');
+            return shuttingDown;
+          })
+          .then(() => req.end(body), reject);
       });
       const res = await inFlight;
       assert.equal(res.status, 201, res.body);
@@ -114,7 +120,9 @@ describe('the fulcrum process', () => {
       await new Promise((resolve) => stuck.once('connect', resolve));
       stuck.write(`POST /api/v1/pools HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`);
       const closed = new Promise((resolve) => stuck.once('close', resolve));
-      stuck.on('error', () => undefined);
+      stuck.on('error', () => undefined).resume();
+      // Signal only once the request is in flight (its head parsed, its body still missing).
+      await fl.waitFor('stdout', /"msg":"incoming request"/);
       fl.child.kill('SIGTERM');
       assert.deepEqual(await fl.exited, { code: 0, signal: null });
       await closed;
