@@ -83,13 +83,13 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
   const { generated } = await ensureAdminToken(store, config.adminToken, isoNow(systemClock));
   const addr = api.server.address() as AddressInfo;
   apiAddress = { host: config.apiAddr.host, port: addr.port };
-  const unwatch = store.watch(() => void dataPlane.sync());
+  // Every write goes through writeAndApply, which syncs the data plane before the API answers; a
+  // store watch joins in when several instances share a store.
   log.info({ api: `${apiAddress.host}:${apiAddress.port}`, data_dir: config.dataDir, revision: await store.revision(), version: VERSION }, 'fulcrum started');
 
   const stop = () => {
     stopping ??= (async () => {
       log.info({ deadline_ms: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');
-      unwatch();
       const cut = setTimeout(() => api.server.closeAllConnections(), config.shutdownTimeoutMs);
       await Promise.all([dataPlane.stop(config.shutdownTimeoutMs), api.close()]);
       clearTimeout(cut);

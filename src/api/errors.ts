@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { isoSeconds } from '../model/common.ts';
 import { ErrorCodes, type ErrorCode, FulcrumError, type FieldProblem } from '../control/errors.ts';
 
 /** Where error codes are explained; relative so that no host is assumed. */
@@ -11,7 +12,7 @@ export function errorBody(code: ErrorCode, message: string, details: Record<stri
       message,
       details,
       request_id: requestId,
-      timestamp: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      timestamp: isoSeconds(Date.now()),
       documentation_url: `${DOCS_ERRORS}${code.toLowerCase()}`,
     },
   };

@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
+import { requestId } from '../observability/request-id.ts';
 import type { Store } from '../store/store.ts';
 import { authenticate } from './auth.ts';
 import { errorBody, handleError } from './errors.ts';
@@ -21,7 +21,6 @@ export interface ApiDeps {
   closing: () => boolean;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 // ajv-formats ships CommonJS; its default export is the plugin function.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
@@ -41,10 +40,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: deps.bodyLimit,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req-${randomUUID()}`;
-    },
+    genReqId: (req) => requestId(req.headers['x-request-id']),
     logController: new LogController({ requestIdLogLabel: 'request_id' }),
     // Our own 503 in the standard body replaces fastify's (see the onRequest hook).
     return503OnClosing: false,

@@ -1,4 +1,5 @@
 import type { Backend, BackendStatus } from '../model/backend.ts';
+import { isoSeconds } from '../model/common.ts';
 import type { HealthCheck } from '../model/health-check.ts';
 import type { Pool } from '../model/pool.ts';
 import type { BackendState } from '../runtime/backend-state.ts';
@@ -17,10 +18,6 @@ export interface BackendLive {
   active_connections: number;
   last_health_check: string | null;
   uptime_seconds: number | null;
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 /**
@@ -55,7 +52,7 @@ export function liveView(pool: Pool, backend: Backend, state: BackendState, now:
     health_check_status: !checked ? 'NOT_CONFIGURED' : healthState === 'OFFLINE' ? 'UNHEALTHY' : healthState,
     effective_weight: effective,
     active_connections: state.activeConnections(backend.server_id),
-    last_health_check: facts?.lastCheck ? iso(facts.lastCheck) : null,
+    last_health_check: facts?.lastCheck ? isoSeconds(facts.lastCheck) : null,
     uptime_seconds: status === 'HEALTHY' && healthySince !== null ? Math.floor(Math.max(0, now - healthySince) / 1000) : null,
   };
 }

@@ -7,6 +7,7 @@ import {
   type BackendStatus,
   type DrainRequest,
 } from '../model/backend.ts';
+import { isoSeconds } from '../model/common.ts';
 import type { Pool } from '../model/pool.ts';
 import type { WriteTx } from '../store/store.ts';
 import { type BackendLive, effectiveHealthCheck, liveView } from './backend-view.ts';
@@ -168,7 +169,7 @@ export class BackendService {
       const problems = checkBackend(b, pool);
       if (problems.length > 0) throw validationError(problems);
       if (target(b) !== target(before)) await assertUniqueTarget(tx, b);
-      const stored = await tx.put('backend', serverId, poolId, found.scope, b, expect === 'any' ? found.version : expect);
+      const stored = await tx.put('backend', serverId, poolId, found.scope, b, expect);
       return { pool, before, after: stored.body };
     });
     return { ...this.#view(pool, after), previous_weight: before.weight };
@@ -196,7 +197,7 @@ export class BackendService {
       return (await tx.put('backend', serverId, poolId, found.scope, b, found.version)).body;
     });
     const drain = backend.drain!;
-    const completion = new Date(Date.parse(drain.started_at) + drain.timeout_seconds * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const completion = isoSeconds(Date.parse(drain.started_at) + drain.timeout_seconds * 1000);
     return {
       server_id: serverId,
       status: 'DRAINING' as const,
@@ -226,8 +227,7 @@ export class BackendService {
       await tx.delete('backend', serverId, found.version);
     });
     // After the commit, so a failed delete never cuts connections.
-    const terminated = this.#ctx.state.terminateAll(serverId);
-    this.#ctx.state.forget(serverId);
+    const terminated = this.#ctx.state.remove([serverId]);
     return { server_id: serverId, status: 'REMOVED' as const, connections_terminated: terminated, removed_at: isoNow(this.#ctx.clock) };
   }
 }

@@ -5,6 +5,7 @@ import { VersionConflict } from '../store/store.ts';
 import type { RandomSource } from './ids.ts';
 import { FulcrumError } from './errors.ts';
 import type { HostPort } from '../config/settings.ts';
+import { isoSeconds } from '../model/common.ts';
 
 /** What the control plane needs of the data plane: apply config, try a bind, report listeners. */
 export interface DataPlaneControl {
@@ -33,7 +34,7 @@ export const systemClock: Clock = { now: () => Date.now() };
 export const systemRandom: RandomSource = (n) => randomBytes(n);
 
 export function isoNow(clock: Clock): string {
-  return new Date(clock.now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return isoSeconds(clock.now());
 }
 
 /** The version an update must match: If-Match wins over a `version` field; none means any. */

@@ -187,7 +187,7 @@ export class ListenerService {
       if (fields.enabled !== undefined) l.enabled = fields.enabled;
       l.updated_at = isoNow(this.#ctx.clock);
       await this.#check(tx, l, before);
-      return (await tx.put('listener', listenerId, lbId, found.scope, l, expect === 'any' ? found.version : expect)).body;
+      return (await tx.put('listener', listenerId, lbId, found.scope, l, expect)).body;
     });
     return this.#view(listener);
   }

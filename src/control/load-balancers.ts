@@ -79,7 +79,7 @@ export class LoadBalancerService {
       if (!found) throw notFound.loadBalancer(lbId);
       if (fields.name !== undefined) await assertNameFree(tx, fields.name, found.scope, lbId);
       const lb = { ...found.body, ...fields, updated_at: isoNow(this.#ctx.clock) } as LoadBalancer;
-      return (await tx.put('load_balancer', lbId, null, found.scope, lb, expect === 'any' ? found.version : expect)).body;
+      return (await tx.put('load_balancer', lbId, null, found.scope, lb, expect)).body;
     });
     return this.#view(lb);
   }
@@ -121,11 +121,7 @@ export class LoadBalancerService {
       await tx.delete('load_balancer', lbId);
       return { lb_id: lbId, status: 'DELETED', listeners_removed: listeners.length, pools_removed: pools.length, removedBackends };
     });
-    let terminated = 0;
-    for (const id of removedBackends) {
-      terminated += this.#ctx.state.terminateAll(id);
-      this.#ctx.state.forget(id);
-    }
+    const terminated = this.#ctx.state.remove(removedBackends);
     return { ...result, backends_removed: removedBackends.length, connections_terminated: terminated, deleted_at: isoNow(this.#ctx.clock) };
   }
 }

@@ -124,7 +124,7 @@ export class PoolService {
       const after = await change(structuredClone(before), tx);
       after.updated_at = isoNow(this.#ctx.clock);
       assertValid(after, healthCheckPrefix);
-      const stored = await tx.put('pool', poolId, found.parentId, found.scope, after, expect === 'any' ? found.version : expect);
+      const stored = await tx.put('pool', poolId, found.parentId, found.scope, after, expect);
       return { before, after: stored.body };
     });
   }
@@ -235,11 +235,7 @@ export class PoolService {
       return { pool_id: poolId, status: 'DELETED', backends_removed: backends.length, removed: backends.map((b) => b.id) };
     });
     // Only after the commit: a failed delete must not have cut anyone's connections.
-    let terminated = 0;
-    for (const id of removed) {
-      terminated += this.#ctx.state.terminateAll(id);
-      this.#ctx.state.forget(id);
-    }
+    const terminated = this.#ctx.state.remove(removed);
     return { ...result, connections_terminated: terminated, deleted_at: isoNow(this.#ctx.clock) };
   }
 }

@@ -1,11 +1,11 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Listener } from '../model/listener.ts';
 import { SUPPORTED_LISTENER_PROTOCOLS } from '../model/listener.ts';
 import type { DataPlaneControl } from '../control/context.ts';
 import type { Store } from '../store/store.ts';
+import { requestId } from '../observability/request-id.ts';
 
 interface Bound {
   listener: Listener;
@@ -14,8 +14,6 @@ interface Bound {
   /** Set when the socket stops accepting: responses still running close their connection. */
   closing: boolean;
 }
-
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 function servable(l: Listener): boolean {
   return l.enabled && SUPPORTED_LISTENER_PROTOCOLS.includes(l.protocol);
@@ -159,12 +157,11 @@ export class ListenerManager implements DataPlaneControl {
    * answers as a load balancer does when no backend is usable: 503 with the request id.
    */
   #handle(bound: Bound, req: IncomingMessage, res: ServerResponse): void {
-    const given = req.headers['x-request-id'];
-    const requestId = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    const id = requestId(req.headers['x-request-id']);
     req.resume();
     if (bound.closing) res.setHeader('connection', 'close');
-    res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'x-request-id': requestId, 'retry-after': '5' });
-    res.end(`503 Service Unavailable: no usable backend (request id ${requestId})\n`);
+    res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'x-request-id': id, 'retry-after': '5' });
+    res.end(`503 Service Unavailable: no usable backend (request id ${id})\n`);
   }
 
   async probeBind(protocol: string, address: string, port: number): Promise<void> {

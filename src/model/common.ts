@@ -54,3 +54,8 @@ export interface Scope {
 }
 
 export const DEFAULT_SCOPE_ID = 'default';
+
+/** Timestamps in the API: ISO 8601 UTC to the second (`2024-01-20T14:30:00Z`), as the seed writes them. */
+export function isoSeconds(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}

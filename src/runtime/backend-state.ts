@@ -56,9 +56,14 @@ export class BackendState {
     return all.length;
   }
 
-  /** Forgets a removed backend entirely. */
-  forget(serverId: string): void {
-    this.#health.delete(serverId);
-    this.#connections.delete(serverId);
+  /** Backends deleted from the configuration: closes their connections, forgets them, returns how many were closed. */
+  remove(serverIds: Iterable<string>): number {
+    let terminated = 0;
+    for (const id of serverIds) {
+      terminated += this.terminateAll(id);
+      this.#health.delete(id);
+      this.#connections.delete(id);
+    }
+    return terminated;
   }
 }

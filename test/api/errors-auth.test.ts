@@ -2,14 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient, startTestFulcrum, type TestFulcrum } from '../helpers/fulcrum.ts';
 import { PoolCreate } from '../../src/model/pool.ts';
-
-function assertErrorBody(body: { error: Record<string, unknown> }, code: string) {
-  assert.equal(body.error.code, code);
-  for (const key of ['message', 'details', 'request_id', 'timestamp', 'documentation_url']) assert.ok(key in body.error, `error.${key}`);
-  assert.equal(typeof body.error.message, 'string');
-  assert.match(String(body.error.timestamp), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-  assert.equal(body.error.documentation_url, `docs/errors.md#${code.toLowerCase()}`);
-}
+import { assertErrorBody } from '../helpers/assertions.ts';
 
 describe('authentication', () => {
   let t: TestFulcrum;

@@ -110,8 +110,3 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
-
-/** A pool body with sensible defaults for tests. */
-export function poolBody(name: string, extra: Record<string, unknown> = {}) {
-  return { name, ...extra };
-}

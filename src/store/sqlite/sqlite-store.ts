@@ -8,7 +8,6 @@ import {
   type Kind,
   type ListQuery,
   type ListResult,
-  type ReadView,
   type Scope,
   type Store,
   type StoredResource,
@@ -71,6 +70,25 @@ function migrate(db: DatabaseSync): void {
   }
 }
 
+/** The statements only the writer connection runs, prepared once. */
+class WriteStatements {
+  readonly upsert: StatementSync;
+  readonly remove: StatementSync;
+  readonly setRevision: StatementSync;
+  readonly logChange: StatementSync;
+
+  constructor(db: DatabaseSync) {
+    this.upsert = db.prepare(
+      `INSERT INTO resources (kind, id, parent_id, org_id, project_id, version, body) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (kind, id) DO UPDATE SET parent_id = excluded.parent_id, org_id = excluded.org_id,
+         project_id = excluded.project_id, version = excluded.version, body = excluded.body`,
+    );
+    this.remove = db.prepare('DELETE FROM resources WHERE kind = ? AND id = ?');
+    this.setRevision = db.prepare("UPDATE meta SET value = ? WHERE key = 'config_version'");
+    this.logChange = db.prepare('INSERT INTO changes (revision, kind, id, op, version, at) VALUES (?, ?, ?, ?, ?, ?)');
+  }
+}
+
 /** Prepared statements of one connection. */
 class Statements {
   readonly get: StatementSync;
@@ -80,6 +98,7 @@ class Statements {
   readonly countByParent: StatementSync;
   readonly listNoParent: StatementSync;
   readonly countNoParent: StatementSync;
+  readonly revision: StatementSync;
 
   constructor(db: DatabaseSync) {
     const cols = 'kind, id, parent_id, org_id, project_id, version, body';
@@ -94,6 +113,11 @@ class Statements {
       `SELECT ${cols} FROM resources WHERE kind = ? AND parent_id IS NULL ORDER BY seq LIMIT ? OFFSET ?`,
     );
     this.countNoParent = db.prepare('SELECT count(*) AS n FROM resources WHERE kind = ? AND parent_id IS NULL');
+    this.revision = db.prepare("SELECT value FROM meta WHERE key = 'config_version'");
+  }
+
+  currentRevision(): number {
+    return Number((this.revision.get() as { value: string }).value);
   }
 
   read<T>(kind: Kind, id: string): StoredResource<T> | undefined {
@@ -140,6 +164,7 @@ export class SqliteStore implements Store {
   readonly #reader: DatabaseSync;
   readonly #w: Statements;
   readonly #r: Statements;
+  readonly #ws: WriteStatements;
   readonly #watchers = new Set<(revision: number) => void>();
   #queue: Promise<unknown> = Promise.resolve();
   #open = true;
@@ -150,6 +175,7 @@ export class SqliteStore implements Store {
     this.#reader = openDatabase(path);
     this.#w = new Statements(this.#writer);
     this.#r = new Statements(this.#reader);
+    this.#ws = new WriteStatements(this.#writer);
   }
 
   /** Opens (creating if needed) the store in `dataDir`, or `:memory:`-less temp use via a path. */
@@ -174,8 +200,7 @@ export class SqliteStore implements Store {
 
   async revision(): Promise<number> {
     this.#assertOpen();
-    const row = this.#reader.prepare("SELECT value FROM meta WHERE key = 'config_version'").get() as { value: string };
-    return Number(row.value);
+    return this.#r.currentRevision();
   }
 
   async changesSince(revision: number, limit = 1000): Promise<Change[]> {
@@ -201,14 +226,9 @@ export class SqliteStore implements Store {
     this.#assertOpen();
     const db = this.#writer;
     const w = this.#w;
+    const ws = this.#ws;
     const now = new Date().toISOString();
     const changes: { kind: Kind; id: string; op: 'put' | 'delete'; version: number }[] = [];
-    const upsert = db.prepare(
-      `INSERT INTO resources (kind, id, parent_id, org_id, project_id, version, body) VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (kind, id) DO UPDATE SET parent_id = excluded.parent_id, org_id = excluded.org_id,
-         project_id = excluded.project_id, version = excluded.version, body = excluded.body`,
-    );
-    const remove = db.prepare('DELETE FROM resources WHERE kind = ? AND id = ?');
     const tx: WriteTx = {
       get: async <U>(kind: Kind, id: string) => w.read<U>(kind, id),
       list: async <U>(kind: Kind, query?: ListQuery) => w.list<U>(kind, query),
@@ -217,7 +237,7 @@ export class SqliteStore implements Store {
         checkExpectation(kind, id, expect, current?.version ?? null);
         const version = (current?.version ?? 0) + 1;
         const stored = { ...(body as object), version } as U;
-        upsert.run(kind, id, parentId, scope.org_id, scope.project_id, version, JSON.stringify(stored));
+        ws.upsert.run(kind, id, parentId, scope.org_id, scope.project_id, version, JSON.stringify(stored));
         changes.push({ kind, id, op: 'put', version });
         return { kind, id, parentId, scope, version, body: stored };
       },
@@ -228,7 +248,7 @@ export class SqliteStore implements Store {
           throw new VersionConflict(kind, id, expect, null);
         }
         checkExpectation(kind, id, expect, current.version);
-        remove.run(kind, id);
+        ws.remove.run(kind, id);
         changes.push({ kind, id, op: 'delete', version: current.version });
       },
     };
@@ -238,13 +258,11 @@ export class SqliteStore implements Store {
     let revision: number;
     try {
       result = await fn(tx);
-      const row = db.prepare("SELECT value FROM meta WHERE key = 'config_version'").get() as { value: string };
-      revision = Number(row.value);
+      revision = w.currentRevision();
       if (changes.length > 0) {
         revision += 1;
-        db.prepare("UPDATE meta SET value = ? WHERE key = 'config_version'").run(String(revision));
-        const log = db.prepare('INSERT INTO changes (revision, kind, id, op, version, at) VALUES (?, ?, ?, ?, ?, ?)');
-        for (const c of changes) log.run(revision, c.kind, c.id, c.op, c.version, now);
+        ws.setRevision.run(String(revision));
+        for (const c of changes) ws.logChange.run(revision, c.kind, c.id, c.op, c.version, now);
       }
       db.exec('COMMIT');
     } catch (err) {
@@ -307,6 +325,3 @@ export class SqliteStore implements Store {
     if (!this.#open) throw new Error('store is closed');
   }
 }
-
-/** For tests that only need the read side typed. */
-export type { ReadView };
