@@ -39,7 +39,13 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
   const log = options.log ?? pino({ level: config.logLevel, base: { service: 'fulcrum' } });
   const store = SqliteStore.open(config.dataDir);
   const state = new BackendState();
-  const dataPlane = new ListenerManager(store, log.child({ component: 'dataplane' }));
+  // The data plane removes a backend once its drain completes, through the same service the API uses.
+  let backends: BackendService | undefined;
+  const dataPlane = new ListenerManager(store, state, log.child({ component: 'dataplane' }), {
+    removeDrained: async (b) => {
+      await backends!.delete(b.pool_id, b.server_id, true);
+    },
+  });
   let apiAddress: HostPort = config.apiAddr;
 
   const ctx: ControlContext = {
@@ -51,6 +57,7 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
     reserved: () => [apiAddress],
   };
 
+  backends = new BackendService(ctx);
   let stopping: Promise<void> | undefined;
   const api = await buildApi({
     closing: () => stopping !== undefined,
@@ -60,10 +67,11 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
     version: VERSION,
     services: {
       pools: new PoolService(ctx),
-      backends: new BackendService(ctx),
+      backends,
       loadBalancers: new LoadBalancerService(ctx),
       listeners: new ListenerService(ctx),
     },
+    metrics: dataPlane.metrics,
     readiness: () => {
       const listeners = dataPlane.readiness();
       const storeOpen = store.isOpen();

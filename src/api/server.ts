@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { requestId } from '../observability/request-id.ts';
 import type { Store } from '../store/store.ts';
 import { authenticate } from './auth.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import { errorBody, handleError } from './errors.ts';
 import { registerNativeRoutes, type NativeServices } from './native/routes.ts';
 
@@ -14,6 +15,8 @@ export interface ApiDeps {
   services: NativeServices;
   log: Logger;
   bodyLimit: number;
+  /** Served at `/metrics` in Prometheus text format, without authentication (scrapers). */
+  metrics: Metrics;
   /** `/ready`: store open and every enabled listener bound. */
   readiness: () => { ready: boolean; checks: Record<string, unknown> };
   version: string;
@@ -114,6 +117,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   app.get('/health', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    return reply.type(deps.metrics.contentType).send(await deps.metrics.text());
+  });
   app.get('/ready', { schema: { hide: true } }, async (_request, reply) => {
     const r = deps.readiness();
     return reply.status(r.ready ? 200 : 503).send({ status: r.ready ? 'ready' : 'not_ready', checks: r.checks });

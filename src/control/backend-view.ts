@@ -3,6 +3,8 @@ import { isoSeconds } from '../model/common.ts';
 import type { HealthCheck } from '../model/health-check.ts';
 import type { Pool } from '../model/pool.ts';
 import type { BackendState } from '../runtime/backend-state.ts';
+import type { TrafficSummary } from '../runtime/traffic-window.ts';
+import { effectiveWeight, healthStatus, healthySince, type WeightPlan } from '../runtime/weight.ts';
 import { resolveHealthCheck } from './health-checks.ts';
 
 /** The check that applies to a backend: the pool's, overridden field by field by its own. */
@@ -11,7 +13,18 @@ export function effectiveHealthCheck(pool: Pool, backend: Backend): HealthCheck 
   return pool.health_check;
 }
 
-export interface BackendLive {
+/** The configuration half of a backend's effective weight. */
+export function weightPlan(pool: Pool, backend: Backend): WeightPlan {
+  const check = effectiveHealthCheck(pool, backend);
+  return {
+    weight: backend.weight,
+    checked: check !== null && check.enabled,
+    rampMs: (backend.slow_start_seconds ?? pool.algorithm_config.slow_start_duration_seconds ?? 0) * 1000,
+    createdAtMs: Date.parse(backend.created_at),
+  };
+}
+
+export interface BackendLive extends TrafficSummary {
   status: BackendStatus;
   health_check_status: 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY' | 'NOT_CONFIGURED';
   effective_weight: number;
@@ -21,38 +34,28 @@ export interface BackendLive {
 }
 
 /**
- * Folds admin intent, health and slow start into what the API reports. Pure: the clock comes in.
- * A backend with no check is healthy from its creation; one with a check starts at weight 0 and
- * gets traffic after passing. Slow start ramps the weight linearly over the configured seconds.
+ * Folds admin intent, health, slow start and measured traffic into what the API reports. Pure:
+ * the clock comes in. Uses the same weight rules as the data plane's picks (runtime/weight.ts).
  */
 export function liveView(pool: Pool, backend: Backend, state: BackendState, now: number): BackendLive {
-  const check = effectiveHealthCheck(pool, backend);
-  const checked = check !== null && check.enabled;
+  const plan = weightPlan(pool, backend);
   const facts = state.health(backend.server_id);
-  const healthState = facts?.state ?? (checked ? 'UNKNOWN' : 'HEALTHY');
-  const healthySince = facts?.state === 'HEALTHY' ? facts.since : !checked ? Date.parse(backend.created_at) : null;
+  const health = healthStatus(plan, facts);
+  const since = healthySince(plan, facts);
 
   let status: BackendStatus;
   if (backend.admin_status === 'DISABLED') status = 'DISABLED';
   else if (backend.admin_status === 'DRAINING') status = 'DRAINING';
-  else if (healthState === 'UNKNOWN') status = 'STARTING';
-  else status = healthState;
+  else status = health;
 
-  let effective = 0;
-  if (status === 'HEALTHY') {
-    effective = backend.weight;
-    const ramp = backend.slow_start_seconds ?? pool.algorithm_config.slow_start_duration_seconds ?? 0;
-    if (ramp > 0 && healthySince !== null) {
-      const elapsed = Math.max(0, now - healthySince) / 1000;
-      if (elapsed < ramp) effective = Math.floor((backend.weight * elapsed) / ramp);
-    }
-  }
+  const record = state.record(backend.server_id);
   return {
     status,
-    health_check_status: !checked ? 'NOT_CONFIGURED' : healthState === 'OFFLINE' ? 'UNHEALTHY' : healthState,
-    effective_weight: effective,
-    active_connections: state.activeConnections(backend.server_id),
+    health_check_status: !plan.checked ? 'NOT_CONFIGURED' : health === 'STARTING' ? 'UNKNOWN' : health === 'OFFLINE' ? 'UNHEALTHY' : health,
+    effective_weight: status === 'HEALTHY' ? effectiveWeight(plan, facts, now) : 0,
+    active_connections: record.active,
+    ...record.traffic.summary(now),
     last_health_check: facts?.lastCheck ? isoSeconds(facts.lastCheck) : null,
-    uptime_seconds: status === 'HEALTHY' && healthySince !== null ? Math.floor(Math.max(0, now - healthySince) / 1000) : null,
+    uptime_seconds: status === 'HEALTHY' && since !== null ? Math.floor(Math.max(0, now - since) / 1000) : null,
   };
 }

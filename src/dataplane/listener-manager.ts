@@ -1,18 +1,38 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import type { Backend } from '../model/backend.ts';
 import type { Listener } from '../model/listener.ts';
 import { SUPPORTED_LISTENER_PROTOCOLS } from '../model/listener.ts';
 import type { DataPlaneControl } from '../control/context.ts';
-import type { Store } from '../store/store.ts';
+import { type ListenerMetrics, Metrics } from '../observability/metrics.ts';
 import { requestId } from '../observability/request-id.ts';
+import type { BackendState } from '../runtime/backend-state.ts';
+import { backendOrigin, compile, readConfig } from '../snapshot/compile.ts';
+import { EMPTY_SNAPSHOT, type ListenerRuntime, type PoolRuntime, type RuntimeSnapshot } from '../snapshot/snapshot.ts';
+import type { Store } from '../store/store.ts';
+import { forward, type ListenerView, type ProxyDeps } from './http/proxy.ts';
+import { tunnel } from './http/tunnel.ts';
+import { Upstreams } from './http/upstreams.ts';
+import { DrainSupervisor } from './drain.ts';
 
-interface Bound {
+interface Bound extends ListenerView {
   listener: Listener;
+  runtime: ListenerRuntime;
   server: Server;
   key: string;
   /** Set when the socket stops accepting: responses still running close their connection. */
   closing: boolean;
+  metrics: ListenerMetrics;
+  /** Client sockets handed over to WebSocket tunnels: the HTTP server no longer tracks them. */
+  tunnels: Set<Socket>;
+}
+
+export interface DataPlaneOptions {
+  /** Removes a backend whose drain completed (zero connections, or its timeout passed). */
+  removeDrained(backend: Backend): Promise<void>;
+  now?: () => number;
+  random?: () => number;
 }
 
 function servable(l: Listener): boolean {
@@ -45,33 +65,77 @@ function closeGracefully(server: Server): Promise<void> {
   });
 }
 
+/** Parse errors answered without reaching any backend; the reason names what was wrong. */
+const CLIENT_ERROR_REASONS: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: 'request head too large',
+  HPE_UNEXPECTED_CONTENT_LENGTH: 'Content-Length together with Transfer-Encoding',
+  HPE_INVALID_CONTENT_LENGTH: 'invalid or duplicate Content-Length',
+  HPE_INVALID_CHUNK_SIZE: 'invalid chunk size',
+  HPE_INVALID_TRANSFER_ENCODING: 'invalid Transfer-Encoding',
+};
+
 /**
- * Owns the data plane's sockets. `reconcile` is given the whole set of listeners of one revision
- * and binds, keeps or releases each by identity: a listener whose address is unchanged keeps its
- * socket and its connections; one that moved is bound at the new address before the old closes.
- * A listener that fails to bind gets status ERROR with the OS's reason; the others are unaffected.
+ * Owns the data plane's sockets and the snapshot they serve. `sync` compiles the store's current
+ * revision into a RuntimeSnapshot and swaps it in whole; `reconcile` binds, keeps or releases each
+ * listener by identity: a listener whose address is unchanged keeps its socket and its
+ * connections; one that moved is bound at the new address before the old closes. A listener that
+ * fails to bind gets status ERROR with the OS's reason; the others are unaffected.
  */
 export class ListenerManager implements DataPlaneControl {
   readonly #store: Store;
+  readonly #state: BackendState;
   readonly #log: Logger;
   readonly #bound = new Map<string, Bound>();
   readonly #errors = new Map<string, string>();
   /** Old sockets still finishing their in-flight requests; stop() waits for them too. */
   readonly #retiring = new Map<Server, Promise<void>>();
+  readonly #retiredBounds = new Set<Bound>();
+  readonly #upstreams = new Upstreams();
+  readonly #drains: DrainSupervisor;
+  readonly #proxy: ProxyDeps;
+  readonly #now: () => number;
+  readonly #random: () => number;
+  readonly metrics: Metrics;
+  #snapshot: RuntimeSnapshot = EMPTY_SNAPSHOT;
   #desired = new Map<string, Listener>();
-  #appliedRevision = -1;
   #syncing: Promise<void> = Promise.resolve();
   #stopped = false;
 
-  constructor(store: Store, log: Logger) {
+  constructor(store: Store, state: BackendState, log: Logger, options: DataPlaneOptions) {
     this.#store = store;
+    this.#state = state;
     this.#log = log;
+    this.#now = options.now ?? Date.now;
+    this.#random = options.random ?? Math.random;
+    this.metrics = new Metrics({
+      backendConnections: () => this.#backendConnections(),
+      configVersion: () => Math.max(0, this.#snapshot.revision),
+    });
+    this.#drains = new DrainSupervisor({
+      state,
+      now: this.#now,
+      log,
+      closeIdle: (origin) => this.#upstreams.closeOrigin(origin),
+      remove: options.removeDrained,
+    });
+    this.#proxy = {
+      upstreams: this.#upstreams,
+      metrics: this.metrics,
+      now: this.#now,
+      loadChanged: (pool, index) => this.#loadChanged(pool, index),
+    };
+  }
+
+  /** The snapshot the data plane serves now. */
+  get snapshot(): RuntimeSnapshot {
+    return this.#snapshot;
   }
 
   /**
    * Applies the store's current configuration; concurrent calls run one after another. Never
    * rejects: the write that asked for it has committed, so a failure here is the data plane's to
-   * report (logged, and visible as listener status), not a failed API call.
+   * report (logged, and visible as listener status), not a failed API call. When compiling fails
+   * the last good snapshot stays live.
    */
   sync(): Promise<void> {
     this.#syncing = this.#syncing
@@ -82,11 +146,44 @@ export class ListenerManager implements DataPlaneControl {
 
   async #syncOnce(): Promise<void> {
     if (this.#stopped) return;
-    const revision = await this.#store.revision();
-    if (revision === this.#appliedRevision) return;
-    const { items } = await this.#store.list<Listener>('listener');
-    await this.reconcile(items.map((r) => r.body));
-    this.#appliedRevision = revision;
+    const config = await readConfig(this.#store);
+    if (config.revision === this.#snapshot.revision) return;
+    const next = compile(config, { state: this.#state, now: this.#now, random: this.#random });
+    this.#snapshot = next;
+    this.#upstreams.retain(this.#upstreamKeys(next, config.backends));
+    await this.reconcile(config.listeners);
+    this.#drains.watch(config.backends.filter((b) => b.admin_status === 'DRAINING'));
+  }
+
+  /** Upstream pools still needed: every backend a listener can reach, and draining ones that keep idle connections. */
+  #upstreamKeys(snapshot: RuntimeSnapshot, backends: Backend[]): Set<string> {
+    const keys = new Set<string>();
+    const connectTimeouts = new Set<number>();
+    for (const l of snapshot.listeners.values()) {
+      connectTimeouts.add(l.listener.timeouts.connect_ms);
+      for (const t of l.pool?.targets ?? []) keys.add(Upstreams.key(t.origin, l.listener.timeouts.connect_ms));
+    }
+    for (const b of backends) {
+      if (b.admin_status !== 'DRAINING' || b.drain?.close_idle_connections !== false) continue;
+      for (const ms of connectTimeouts) keys.add(Upstreams.key(backendOrigin(b), ms));
+    }
+    return keys;
+  }
+
+  /** A target's load changed: the balancer of the pool's current revision repositions it. */
+  #loadChanged(pool: PoolRuntime, index: number): void {
+    pool.balancer.update(index);
+    const current = this.#snapshot.pools.get(pool.pool.pool_id);
+    if (current === undefined || current === pool) return;
+    const id = pool.targets[index]!.id;
+    const i = current.targets.findIndex((t) => t.id === id);
+    if (i >= 0) current.balancer.update(i);
+  }
+
+  *#backendConnections(): Iterable<{ pool: string; backend: string; active: number }> {
+    for (const p of this.#snapshot.pools.values()) {
+      for (const t of p.targets) yield { pool: p.pool.pool_id, backend: t.id, active: t.record.active };
+    }
   }
 
   async reconcile(listeners: Listener[]): Promise<void> {
@@ -104,13 +201,16 @@ export class ListenerManager implements DataPlaneControl {
     for (const id of this.#errors.keys()) if (!wantedIds.has(id)) this.#errors.delete(id);
 
     for (const listener of wanted) {
+      const runtime = this.#snapshot.listeners.get(listener.listener_id) ?? { listener, pool: null };
       const current = this.#bound.get(listener.listener_id);
       if (current && current.key === bindKey(listener)) {
-        current.listener = listener; // same socket, new settings
+        // Same socket, new settings: requests already running keep the runtime they started with.
+        current.listener = listener;
+        current.runtime = runtime;
         this.#applySettings(current);
         continue;
       }
-      const next = this.#newServer(listener);
+      const next = this.#newServer(listener, runtime);
       try {
         await listen(next.server, listener.bind_address, listener.port);
       } catch (err) {
@@ -134,14 +234,53 @@ export class ListenerManager implements DataPlaneControl {
   #retire(bound: Bound): void {
     bound.closing = true;
     const server = bound.server;
-    this.#retiring.set(server, closeGracefully(server).finally(() => this.#retiring.delete(server)));
+    this.#retiredBounds.add(bound);
+    this.#retiring.set(
+      server,
+      closeGracefully(server).finally(() => {
+        this.#retiring.delete(server);
+        this.#retiredBounds.delete(bound);
+      }),
+    );
   }
 
-  #newServer(listener: Listener): Bound {
-    const bound: Bound = { listener, key: bindKey(listener), server: createHttpServer(), closing: false };
-    bound.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#handle(bound, req, res));
+  #newServer(listener: Listener, runtime: ListenerRuntime): Bound {
+    const server = createHttpServer({ keepAlive: true, noDelay: true });
+    const bound: Bound = { listener, runtime, key: bindKey(listener), server, closing: false, metrics: this.metrics.listener(listener.listener_id), tunnels: new Set() };
+    server.on('request', (req, res) => forward(this.#proxy, bound, req, res));
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      bound.tunnels.add(socket);
+      socket.once('close', () => bound.tunnels.delete(socket));
+      tunnel(this.#proxy, bound, req, socket, head);
+    });
+    server.on('connection', (socket: Socket) => {
+      bound.metrics.connections.inc();
+      socket.once('close', () => bound.metrics.connections.dec());
+    });
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#clientError(bound, err, socket));
     this.#applySettings(bound);
     return bound;
+  }
+
+  /**
+   * A request node:http's strict parser refused (smuggling attempts, malformed framing, oversized
+   * heads) or that timed out: answered here, never forwarded, and the connection closed.
+   */
+  #clientError(bound: Bound, err: NodeJS.ErrnoException, socket: Socket): void {
+    if (!socket.writable || (err.code === 'ECONNRESET' && socket.bytesRead === 0)) {
+      socket.destroy();
+      return;
+    }
+    const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    const status = timedOut ? 408 : 400;
+    const id = requestId(undefined);
+    const reason = timedOut ? 'the request was not received in time' : (CLIENT_ERROR_REASONS[err.code ?? ''] ?? `malformed request (${err.code ?? err.message})`);
+    const body = `${status} ${timedOut ? 'Request Timeout' : 'Bad Request'}: ${reason} (request id ${id})\n`;
+    socket.end(
+      `HTTP/1.1 ${status} ${timedOut ? 'Request Timeout' : 'Bad Request'}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    this.metrics.request(bound.metrics, 'none', 'none', status, 0);
   }
 
   #applySettings(bound: Bound): void {
@@ -150,18 +289,6 @@ export class ListenerManager implements DataPlaneControl {
     bound.server.headersTimeout = Math.min(t.client_ms, 60_000);
     bound.server.keepAliveTimeout = t.idle_ms;
     bound.server.maxConnections = bound.listener.connection_limit ?? Infinity;
-  }
-
-  /**
-   * Until the HTTP forwarding path lands, a bound listener has no way to reach a backend, so it
-   * answers as a load balancer does when no backend is usable: 503 with the request id.
-   */
-  #handle(bound: Bound, req: IncomingMessage, res: ServerResponse): void {
-    const id = requestId(req.headers['x-request-id']);
-    req.resume();
-    if (bound.closing) res.setHeader('connection', 'close');
-    res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'x-request-id': id, 'retry-after': '5' });
-    res.end(`503 Service Unavailable: no usable backend (request id ${id})\n`);
   }
 
   async probeBind(protocol: string, address: string, port: number): Promise<void> {
@@ -187,7 +314,7 @@ export class ListenerManager implements DataPlaneControl {
   readiness(): { ready: boolean; bound: number; expected: number; failing: { listener_id: string; reason: string }[] } {
     const expected = [...this.#desired.values()].filter(servable).length;
     return {
-      ready: this.#appliedRevision >= 0 && this.#bound.size === expected,
+      ready: this.#snapshot.revision >= 0 && this.#bound.size === expected,
       bound: this.#bound.size,
       expected,
       failing: [...this.#errors].map(([listener_id, reason]) => ({ listener_id, reason })),
@@ -197,6 +324,7 @@ export class ListenerManager implements DataPlaneControl {
   /** Graceful stop: stop accepting now, wait for in-flight requests until the deadline, then cut. */
   async stop(deadlineMs: number): Promise<void> {
     this.#stopped = true;
+    this.#drains.stop();
     const bound = [...this.#bound.values()];
     this.#bound.clear();
     for (const b of bound) b.closing = true;
@@ -210,7 +338,9 @@ export class ListenerManager implements DataPlaneControl {
     clearTimeout(timer);
     if (outcome === 'deadline') {
       for (const s of servers) s.closeAllConnections();
+      for (const b of [...bound, ...this.#retiredBounds]) for (const t of b.tunnels) t.destroy();
       await all;
     }
+    await this.#upstreams.close();
   }
 }

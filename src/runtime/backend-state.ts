@@ -1,8 +1,10 @@
 /**
- * Runtime facts about backends that are not configuration: health as checks see it and the
- * connections open to each. Keyed by backend identity (`server_id`) so a configuration edit never
- * resets them. The data plane and the health checker write here; the API reads.
+ * Runtime facts about backends that are not configuration: health as checks see it, the
+ * connections open to each, and what traffic measured. Keyed by backend identity (`server_id`) so
+ * a configuration edit never resets them. The data plane and the health checker write here; the
+ * API reads.
  */
+import { TrafficWindow } from './traffic-window.ts';
 
 export type HealthState = 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY' | 'OFFLINE';
 
@@ -16,40 +18,73 @@ export interface HealthFacts {
 /** Closes one tracked connection at once. */
 export type Terminate = () => void;
 
+/** Weight of the newest sample in the latency average: recent enough to follow a slowing backend. */
+const LATENCY_ALPHA = 0.2;
+
+/** Everything live about one backend. Snapshots hold a reference, so the hot path never looks it up. */
+export class BackendRecord {
+  readonly id: string;
+  health: HealthFacts | undefined;
+  /** Requests in flight and open tunnels to the backend, each with a way to cut it. */
+  readonly connections = new Set<Terminate>();
+  /** Exponentially weighted moving average of response time, ms; 0 until measured. */
+  latencyMs = 0;
+  readonly traffic = new TrafficWindow();
+
+  constructor(id: string) {
+    this.id = id;
+  }
+
+  get active(): number {
+    return this.connections.size;
+  }
+
+  /** A response finished (or failed) after `ms`; `failed` counts it as an error. */
+  observe(now: number, ms: number, failed: boolean): void {
+    this.latencyMs = this.latencyMs === 0 ? ms : this.latencyMs + LATENCY_ALPHA * (ms - this.latencyMs);
+    this.traffic.record(now, ms, failed);
+  }
+}
+
 export class BackendState {
-  readonly #health = new Map<string, HealthFacts>();
-  readonly #connections = new Map<string, Set<Terminate>>();
+  readonly #records = new Map<string, BackendRecord>();
+
+  /** The backend's record, created on first use. */
+  record(serverId: string): BackendRecord {
+    let r = this.#records.get(serverId);
+    if (!r) {
+      r = new BackendRecord(serverId);
+      this.#records.set(serverId, r);
+    }
+    return r;
+  }
 
   health(serverId: string): HealthFacts | undefined {
-    return this.#health.get(serverId);
+    return this.#records.get(serverId)?.health;
   }
 
   setHealth(serverId: string, state: HealthState, at: number, lastCheck: number | null = at): void {
-    const prev = this.#health.get(serverId);
-    this.#health.set(serverId, { state, since: prev && prev.state === state ? prev.since : at, lastCheck });
+    const r = this.record(serverId);
+    const prev = r.health;
+    r.health = { state, since: prev && prev.state === state ? prev.since : at, lastCheck };
   }
 
   activeConnections(serverId: string): number {
-    return this.#connections.get(serverId)?.size ?? 0;
+    return this.#records.get(serverId)?.active ?? 0;
   }
 
   /** Counts a connection to a backend until the returned function is called. */
   track(serverId: string, terminate: Terminate): () => void {
-    let set = this.#connections.get(serverId);
-    if (!set) {
-      set = new Set();
-      this.#connections.set(serverId, set);
-    }
+    const set = this.record(serverId).connections;
     set.add(terminate);
     return () => {
       set.delete(terminate);
-      if (set.size === 0 && this.#connections.get(serverId) === set) this.#connections.delete(serverId);
     };
   }
 
   /** Closes every connection to the backend; returns how many there were. */
   terminateAll(serverId: string): number {
-    const set = this.#connections.get(serverId);
+    const set = this.#records.get(serverId)?.connections;
     if (!set) return 0;
     const all = [...set];
     for (const terminate of all) terminate();
@@ -61,8 +96,7 @@ export class BackendState {
     let terminated = 0;
     for (const id of serverIds) {
       terminated += this.terminateAll(id);
-      this.#health.delete(id);
-      this.#connections.delete(id);
+      this.#records.delete(id);
     }
     return terminated;
   }

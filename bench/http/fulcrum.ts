@@ -1,0 +1,119 @@
+// Fulcrum as a peer: started from this repository's sources with the pinned Node, configured only
+// through its management API (as an operator would), then probed on its HTTP listener.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startGroup, isRunning, log, type Group } from './procs.ts';
+import { HOST, waitFor } from './net.ts';
+import { ORIGIN_PORTS, FULCRUM_PORT } from './configs.ts';
+import { tail, type Peer } from './peers.ts';
+
+export const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
+
+export interface FulcrumOptions {
+  stateDir: string;
+  logDir: string;
+  apiPort: number;
+  /** Extra arguments for Fulcrum's node command (before the script), e.g. --cpu-prof. */
+  nodeArgs: string[];
+  /** Fail unless the listener answers 200 (for when forwarding exists). */
+  require200: boolean;
+}
+
+/** Minimal API client: JSON in, JSON out, any non-2xx is an error that names the call. */
+function api(base: string, token: string) {
+  return async (method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
+    const res = await fetch(`${base}/api/v1${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`Fulcrum API ${method} ${path}: ${res.status} ${text}`);
+    return JSON.parse(text) as Record<string, unknown>;
+  };
+}
+
+export async function startFulcrum(o: FulcrumOptions): Promise<Peer> {
+  const token = `bench-${randomBytes(24).toString('base64url')}`;
+  const dataDir = mkdtempSync(join(o.stateDir, 'fulcrum-data-'));
+  const env: NodeJS.ProcessEnv = {};
+  // Only our settings: a FULCRUM_CONFIG or other FULCRUM_* of the caller's shell must not change the setup.
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FULCRUM_')) env[k] = v;
+  Object.assign(env, {
+    FULCRUM_DATA_DIR: dataDir,
+    FULCRUM_API_ADDR: `${HOST}:${o.apiPort}`,
+    FULCRUM_ADMIN_TOKEN: token,
+    FULCRUM_LOG_LEVEL: 'warn',
+    // Our stop gives 5 s before SIGKILL; a shorter drain lets Fulcrum exit cleanly (and write --cpu-prof).
+    FULCRUM_SHUTDOWN_TIMEOUT_MS: '2000',
+  });
+  const logFile = join(o.logDir, 'fulcrum.log');
+  const node = join(REPO_ROOT, 'node_modules', '.bin', 'node');
+  const args = [...o.nodeArgs, 'src/main.ts', 'serve'];
+  log(`fulcrum: ${node} ${args.join(' ')}  (API ${HOST}:${o.apiPort}, data ${dataDir})`);
+  const group = startGroup('fulcrum', node, args, { cwd: REPO_ROOT, env, logFile, nofile: 20000 });
+
+  try {
+    const base = `http://${HOST}:${o.apiPort}`;
+    await waitApi(base, group, 20_000);
+    const call = api(base, token);
+    const lb = await call('POST', '/load-balancers', { name: 'bench' });
+    const pool = await call('POST', '/pools', { name: 'bench', algorithm: 'ROUND_ROBIN' });
+    for (const port of ORIGIN_PORTS) {
+      // No health check on the pool: backends are HEALTHY (and take traffic) from their creation.
+      await call('POST', `/pools/${pool.pool_id}/backends`, { name: `origin-${port}`, ip_address: HOST, port });
+    }
+    const listener = await call('POST', `/load-balancers/${lb.lb_id}/listeners`, {
+      name: 'bench-http',
+      protocol: 'HTTP',
+      bind_address: HOST,
+      port: FULCRUM_PORT,
+      default_pool_id: pool.pool_id,
+    });
+    if (listener.status !== 'ACTIVE') throw new Error(`listener is ${listener.status}: ${listener.status_message}`);
+
+    const alive = () => isRunning(group);
+    // Any answer means the listener is up; then give forwarding a moment to produce a 200.
+    await waitFor(FULCRUM_PORT, () => true, { timeoutMs: 10_000, alive, what: 'fulcrum' });
+    const a = await waitFor(FULCRUM_PORT, (x) => x.status === 200, { timeoutMs: 3000, alive, what: 'fulcrum' });
+    if (a.status !== 200) {
+      const msg = `Fulcrum's listener answers ${a.status} (${a.body.trim().slice(0, 100)}), not 200`;
+      if (o.require200) throw new Error(`${msg} (--require-200)`);
+      log(`WARNING: ${msg}. Forwarding missing? Measuring anyway; its responses are counted as non-2xx.`);
+    }
+    return { name: 'fulcrum', port: FULCRUM_PORT, group, startStatus: a.status, logFile };
+  } catch (err) {
+    const t = tail(logFile);
+    throw new Error(`${(err as Error).message}${t ? `\n--- ${logFile} (tail) ---\n${t}` : ''}`, { cause: err });
+  }
+}
+
+async function waitApi(base: string, group: Group, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (!isRunning(group)) throw new Error('fulcrum exited while starting');
+    try {
+      if ((await fetch(`${base}/health`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`fulcrum's API did not answer /health within ${timeoutMs} ms`);
+}
+
+/**
+ * Node arguments for Fulcrum from --fulcrum-args / FULCRUM_BENCH_NODE_ARGS (split on spaces). A
+ * profile flag without its directory gets the run's results directory, not the repository root.
+ */
+export function fulcrumNodeArgs(raw: string, profileDir: string): string[] {
+  const args = raw.split(/\s+/).filter(Boolean);
+  for (const kind of ['cpu', 'heap']) {
+    if (args.includes(`--${kind}-prof`) && !args.some((a) => a.startsWith(`--${kind}-prof-dir`))) {
+      args.push(`--${kind}-prof-dir=${profileDir}`);
+    }
+  }
+  return args;
+}

@@ -1,0 +1,288 @@
+/**
+ * The HTTP/1.1 forwarding path: pick a backend, forward the request over a pooled keep-alive
+ * connection with undici's low-level dispatch, stream the response back with backpressure, retry
+ * on another backend when that is safe, and answer 502 / 503 / 504 when it is not possible.
+ *
+ * The client side is node:http, whose llhttp parser is strict: it refuses requests that could
+ * smuggle (Content-Length with Transfer-Encoding, duplicate or invalid Content-Length, bad chunk
+ * sizes, oversized heads) before they reach this code.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Dispatcher } from 'undici';
+import type { IncomingHttpHeaders } from 'undici/types/header.js';
+import type { ListenerMetrics, Metrics } from '../../observability/metrics.ts';
+import { requestId } from '../../observability/request-id.ts';
+import type { BackendTarget, ListenerRuntime, PoolRuntime } from '../../snapshot/snapshot.ts';
+import { clientAddress, downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
+import { pickTarget } from './pick.ts';
+import type { Upstreams } from './upstreams.ts';
+
+/** What the proxy needs of the listener a request arrived on. */
+export interface ListenerView {
+  /** The listener's compiled runtime of the revision the request started under. */
+  readonly runtime: ListenerRuntime;
+  /** Set once the listener stops accepting: responses close their connection. */
+  readonly closing: boolean;
+  readonly metrics: ListenerMetrics;
+}
+
+export interface ProxyDeps {
+  upstreams: Upstreams;
+  metrics: Metrics;
+  /** Tells the current revision's balancer of `pool` that a target's load changed. */
+  loadChanged(pool: PoolRuntime, index: number): void;
+  now(): number;
+}
+
+/** RFC 9110 §9.2.2: a request with one of these methods may be sent twice with the same effect. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Errors raised before any byte of the request reached the backend: always safe to retry. */
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+
+const TIMEOUT_ERRORS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+function errorCode(err: Error): string {
+  return (err as NodeJS.ErrnoException).code ?? err.name;
+}
+
+/** The balancer's own answer: short, plain text, carrying the request id. */
+export function sendProblem(res: ServerResponse, status: number, id: string, reason: string, close: boolean): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const title = status === 502 ? 'Bad Gateway' : status === 503 ? 'Service Unavailable' : status === 504 ? 'Gateway Timeout' : 'Bad Request';
+  const body = `${status} ${title}: ${reason} (request id ${id})\n`;
+  const headers: Record<string, string | number> = {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': id,
+    'cache-control': 'no-store',
+  };
+  if (status === 503) headers['retry-after'] = 1;
+  if (close) headers.connection = 'close';
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
+/** Bytes read and written on a client socket at the end of its previous request. */
+const lastCount = new WeakMap<Socket, { read: number; written: number }>();
+
+/** Counts the bytes a request and its response moved on the client connection. */
+export function countBytes(socket: Socket | null, m: ListenerMetrics): void {
+  if (!socket) return;
+  const prev = lastCount.get(socket);
+  const read = socket.bytesRead;
+  const written = socket.bytesWritten;
+  m.bytesIn.inc(read - (prev?.read ?? 0));
+  m.bytesOut.inc(written - (prev?.written ?? 0));
+  if (prev) {
+    prev.read = read;
+    prev.written = written;
+  } else lastCount.set(socket, { read, written });
+}
+
+/**
+ * One client request and its way through one or more backends. Implements undici's dispatch
+ * handler, so the response streams straight from the upstream parser into the client response.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  readonly #deps: ProxyDeps;
+  readonly #view: ListenerView;
+  readonly #pool: PoolRuntime;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #id: string;
+  readonly #clientIp: string;
+  readonly #hasBody: boolean;
+  readonly #started = performance.now();
+  #headers: string[] | undefined;
+  #tried: Set<number> | undefined;
+  #target: BackendTarget | undefined;
+  #index = -1;
+  #dispatchedAt = 0;
+  #controller: Dispatcher.DispatchController | undefined;
+  #status = 0;
+  #done = false;
+  #lastError = '';
+  /** Time to the response head, ms: what LEAST_RESPONSE_TIME and the API's averages measure. */
+  #latency = 0;
+
+  constructor(deps: ProxyDeps, view: ListenerView, pool: PoolRuntime, req: IncomingMessage, res: ServerResponse) {
+    this.#deps = deps;
+    this.#view = view;
+    this.#pool = pool;
+    this.#req = req;
+    this.#res = res;
+    this.#id = requestId(req.headers['x-request-id']);
+    this.#clientIp = clientAddress(req.socket.remoteAddress);
+    const length = req.headers['content-length'];
+    this.#hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+    res.on('close', this.#onClientClose);
+  }
+
+  start(): void {
+    const index = pickTarget(this.#pool, this.#req, this.#clientIp, this.#tried);
+    if (index < 0) {
+      if (this.#tried === undefined) this.#fail(503, 'no usable backend');
+      else this.#fail(502, `backend failed (${this.#lastError}) and no other backend can take the request`);
+      return;
+    }
+    const target = this.#pool.targets[index]!;
+    this.#target = target;
+    this.#index = index;
+    target.record.connections.add(this.#terminate);
+    this.#deps.loadChanged(this.#pool, index);
+
+    const listener = this.#view.runtime.listener;
+    this.#headers ??= upstreamRequestHeaders(this.#req, {
+      clientIp: this.#clientIp,
+      proto: 'http',
+      port: listener.port,
+      requestId: this.#id,
+    });
+    this.#dispatchedAt = performance.now();
+    this.#deps.upstreams.get(target.origin, listener.timeouts.connect_ms).dispatch(
+      {
+        path: this.#req.url!,
+        method: this.#req.method!,
+        headers: this.#headers,
+        body: this.#hasBody ? this.#req : null,
+        headersTimeout: listener.timeouts.backend_ms,
+        bodyTimeout: listener.timeouts.backend_ms,
+        idempotent: false, // one request per connection at a time: never pipelined behind another
+        blocking: true,
+      },
+      this,
+    );
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#done) controller.abort(new Error('client went away'));
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    const res = this.#res;
+    if (status < 200) {
+      // Interim responses pass through (RFC 9110 §15.2); 100 Continue was already Fulcrum's to send.
+      if (status === 103) res.writeEarlyHints(headers as Record<string, string | string[]>);
+      else if (status === 102) res.writeProcessing();
+      return;
+    }
+    this.#status = status;
+    const out = downstreamResponseHeaders(headers);
+    if (this.#view.closing) out.push('connection', 'close');
+    res.writeHead(status, statusMessage || undefined, out);
+    this.#latency = performance.now() - this.#dispatchedAt;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#res.write(chunk)) {
+      controller.pause();
+      this.#res.once('drain', this.#resume);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#res.end();
+    this.#finish(this.#status, this.#status >= 500);
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    const code = errorCode(err);
+    this.#release(true, performance.now() - this.#dispatchedAt);
+    if (this.#done) return; // the client left, or the backend was removed: nothing to answer
+    if (this.#status !== 0 || this.#res.headersSent) {
+      // The response had begun: the client must see a cut, not a clean but truncated message.
+      this.#done = true;
+      this.#res.destroy(err);
+      this.#record(this.#status);
+      return;
+    }
+    this.#lastError = code;
+    if (TIMEOUT_ERRORS.has(code)) {
+      this.#fail(504, `backend ${this.#target!.id} did not answer within ${this.#view.runtime.listener.timeouts.backend_ms} ms`);
+      return;
+    }
+    if (this.#retryable(code)) {
+      (this.#tried ??= new Set()).add(this.#index);
+      this.#target = undefined;
+      this.#controller = undefined;
+      this.start();
+      return;
+    }
+    this.#fail(502, `backend ${this.#target!.id} failed (${code})`);
+  }
+
+  /** A request is re-sent only when none of it reached the backend, or sending it twice is harmless. */
+  #retryable(code: string): boolean {
+    if ((this.#tried?.size ?? 0) >= this.#pool.retries) return false;
+    if (CONNECT_ERRORS.has(code)) return true; // the backend never saw a byte of it
+    return IDEMPOTENT.has(this.#req.method!) && (!this.#hasBody || !this.#req.readableDidRead);
+  }
+
+  #fail(status: number, reason: string): void {
+    this.#done = true;
+    sendProblem(this.#res, status, this.#id, reason, this.#view.closing);
+    this.#record(status);
+  }
+
+  #finish(status: number, failed: boolean): void {
+    this.#done = true;
+    this.#release(failed, this.#latency);
+    this.#record(status);
+  }
+
+  /** The backend's connection slot is free again; its latency and outcome are counted. */
+  #release(failed: boolean, ms: number): void {
+    const target = this.#target;
+    if (!target) return;
+    if (!target.record.connections.delete(this.#terminate)) return;
+    target.record.observe(this.#deps.now(), ms, failed);
+    this.#deps.loadChanged(this.#pool, this.#index);
+  }
+
+  #record(status: number): void {
+    const m = this.#view.metrics;
+    this.#deps.metrics.request(m, this.#pool.pool.pool_id, this.#target?.id ?? 'none', status, (performance.now() - this.#started) / 1000);
+    countBytes(this.#req.socket, m);
+  }
+
+  readonly #resume = (): void => {
+    this.#controller?.resume();
+  };
+
+  /** The client connection closed: if the exchange is still running, the backend request is abandoned. */
+  readonly #onClientClose = (): void => {
+    if (this.#done) return;
+    this.#done = true;
+    this.#controller?.abort(new Error('client closed the connection'));
+    this.#release(false, performance.now() - this.#dispatchedAt);
+    this.#record(499);
+  };
+
+  /** Cuts the exchange at once: the backend was removed or its drain timed out. */
+  readonly #terminate = (): void => {
+    this.#done = true;
+    this.#controller?.abort(new Error('backend removed'));
+    this.#res.destroy();
+  };
+}
+
+/** Handles one request on an HTTP listener. */
+export function forward(deps: ProxyDeps, view: ListenerView, req: IncomingMessage, res: ServerResponse): void {
+  const pool = view.runtime.pool;
+  if (pool === null) {
+    req.resume();
+    const id = requestId(req.headers['x-request-id']);
+    sendProblem(res, 503, id, 'the listener has no default pool', view.closing);
+    deps.metrics.request(view.metrics, 'none', 'none', 503, 0);
+    countBytes(req.socket, view.metrics);
+    return;
+  }
+  new Exchange(deps, view, pool, req, res).start();
+}

@@ -1,0 +1,115 @@
+/**
+ * Prometheus metrics counted from real traffic. Label children are looked up once per label set
+ * and cached, so counting a request costs a few map reads, not prom-client's label hashing.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface MetricsSources {
+  /** Current active connections per backend, read at scrape time. */
+  backendConnections(): Iterable<{ pool: string; backend: string; active: number }>;
+  /** The configuration revision the data plane runs. */
+  configVersion(): number;
+}
+
+type CounterChild = ReturnType<Counter<string>['labels']>;
+type HistogramChild = ReturnType<Histogram<string>['labels']>;
+type GaugeChild = ReturnType<Gauge<string>['labels']>;
+
+/** Per listener: the children every request of that listener touches. */
+export interface ListenerMetrics {
+  readonly listenerId: string;
+  readonly duration: HistogramChild;
+  readonly connections: GaugeChild;
+  readonly bytesIn: CounterChild;
+  readonly bytesOut: CounterChild;
+  /** `pool|backend|code` → requests counter child. */
+  readonly requests: Map<string, CounterChild>;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly #requests: Counter<string>;
+  readonly #duration: Histogram<string>;
+  readonly #connections: Gauge<string>;
+  readonly #bytesIn: Counter<string>;
+  readonly #bytesOut: Counter<string>;
+  readonly #listeners = new Map<string, ListenerMetrics>();
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry];
+    this.#requests = new Counter({
+      name: 'fulcrum_requests_total',
+      help: 'HTTP requests answered, by listener, pool, backend (none when Fulcrum answered itself) and status code',
+      labelNames: ['listener', 'pool', 'backend', 'code'],
+      registers,
+    });
+    this.#duration = new Histogram({
+      name: 'fulcrum_request_duration_seconds',
+      help: 'Time from a request arriving to its response ending',
+      labelNames: ['listener'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.#connections = new Gauge({
+      name: 'fulcrum_connections_active',
+      help: 'Client connections open on a listener',
+      labelNames: ['listener'],
+      registers,
+    });
+    this.#bytesIn = new Counter({ name: 'fulcrum_bytes_in_total', help: 'Bytes received from clients', labelNames: ['listener'], registers });
+    this.#bytesOut = new Counter({ name: 'fulcrum_bytes_out_total', help: 'Bytes sent to clients', labelNames: ['listener'], registers });
+    new Gauge({
+      name: 'fulcrum_backend_active_connections',
+      help: 'Requests in flight and tunnels open to a backend',
+      labelNames: ['pool', 'backend'],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of sources.backendConnections()) this.set({ pool: b.pool, backend: b.backend }, b.active);
+      },
+    });
+    new Gauge({
+      name: 'fulcrum_config_version',
+      help: 'Configuration revision the data plane runs',
+      registers,
+      collect() {
+        this.set(sources.configVersion());
+      },
+    });
+  }
+
+  listener(listenerId: string): ListenerMetrics {
+    let m = this.#listeners.get(listenerId);
+    if (!m) {
+      m = {
+        listenerId,
+        duration: this.#duration.labels(listenerId),
+        connections: this.#connections.labels(listenerId),
+        bytesIn: this.#bytesIn.labels(listenerId),
+        bytesOut: this.#bytesOut.labels(listenerId),
+        requests: new Map(),
+      };
+      this.#listeners.set(listenerId, m);
+    }
+    return m;
+  }
+
+  request(m: ListenerMetrics, pool: string, backend: string, code: number, seconds: number): void {
+    const key = `${pool}|${backend}|${code}`;
+    let child = m.requests.get(key);
+    if (!child) {
+      child = this.#requests.labels(m.listenerId, pool, backend, String(code));
+      m.requests.set(key, child);
+    }
+    child.inc();
+    m.duration.observe(seconds);
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

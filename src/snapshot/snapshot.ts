@@ -1,0 +1,78 @@
+/**
+ * The data plane's view of one configuration revision, compiled once and then only read: a request
+ * captures the snapshot's objects when it starts and keeps them to its end, and a new revision
+ * swaps whole objects in, never edits them (DESIGN.md §2). Live state (connections, health,
+ * latency) is reached through each target's `record`, which outlives snapshots.
+ */
+import type { Balancer, LoadSource, Target } from '../balancing/balancer.ts';
+import type { Backend } from '../model/backend.ts';
+import type { Listener } from '../model/listener.ts';
+import type { Pool } from '../model/pool.ts';
+import type { BackendRecord } from '../runtime/backend-state.ts';
+import { effectiveWeight, type WeightPlan } from '../runtime/weight.ts';
+
+/** A backend that may take traffic in this revision (ENABLED; DISABLED and DRAINING are left out). */
+export interface BackendTarget extends Target {
+  readonly backend: Backend;
+  readonly record: BackendRecord;
+  readonly plan: WeightPlan;
+  /** `max_connections` of the backend, else the pool's `max_connections_per_backend`, else none. */
+  readonly maxConnections: number;
+  /** `http://host:port`: the upstream connection pool this backend is reached through. */
+  readonly origin: string;
+}
+
+/** How a request's hash key is found: for IP_HASH and CONSISTENT_HASH only. */
+export type HashKeySource = { kind: 'none' } | { kind: 'ip' } | { kind: 'header'; name: string } | { kind: 'cookie'; name: string };
+
+export interface PoolRuntime {
+  readonly pool: Pool;
+  readonly targets: readonly BackendTarget[];
+  readonly balancer: Balancer;
+  readonly hashKey: HashKeySource;
+  /** Further backends a request may try after a failed connect. */
+  readonly retries: number;
+}
+
+export interface ListenerRuntime {
+  readonly listener: Listener;
+  /** The default pool; null when the listener has none or it no longer exists. */
+  readonly pool: PoolRuntime | null;
+}
+
+export interface RuntimeSnapshot {
+  readonly revision: number;
+  readonly listeners: ReadonlyMap<string, ListenerRuntime>;
+  readonly pools: ReadonlyMap<string, PoolRuntime>;
+}
+
+export const EMPTY_SNAPSHOT: RuntimeSnapshot = { revision: -1, listeners: new Map(), pools: new Map() };
+
+/** Live load of a pool's targets, as the balancer reads it at pick time. */
+export class TargetLoad implements LoadSource {
+  readonly #targets: readonly BackendTarget[];
+  readonly #now: () => number;
+
+  constructor(targets: readonly BackendTarget[], now: () => number) {
+    this.#targets = targets;
+    this.#now = now;
+  }
+
+  weight(i: number): number {
+    const t = this.#targets[i]!;
+    return effectiveWeight(t.plan, t.record.health, this.#now());
+  }
+
+  active(i: number): number {
+    return this.#targets[i]!.record.active;
+  }
+
+  latencyMs(i: number): number {
+    return this.#targets[i]!.record.latencyMs;
+  }
+
+  usable(i: number): boolean {
+    const t = this.#targets[i]!;
+    return t.record.active < t.maxConnections;
+  }
+}
