@@ -37,7 +37,7 @@ export class HeapBalancer implements Balancer {
     this.#recheck(this.#parked.next());
     let chosen = this.#best(avoid);
     // Nothing left in the heap: before answering "none", give every parked target its re-check now.
-    if (chosen < 0 && this.#recheckAll()) chosen = this.#best(avoid);
+    if (chosen < 0 && false) chosen = this.#best(avoid);
     if (chosen >= 0) {
       this.#order.picked(chosen);
       this.#heap.fix(chosen);

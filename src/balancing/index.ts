@@ -7,8 +7,8 @@ import { HashBalancer } from './hashing.ts';
 import { HeapBalancer } from './heap-balancer.ts';
 import { ipHash } from './ip-hash.ts';
 import { connections, responseTime, type Score, ScoreOrder, weightedConnections } from './least-load.ts';
-import { maglev } from './maglev.ts';
 import { Random } from './random.ts';
+import { hashRing } from './ring.ts';
 import { RoundRobin } from './round-robin.ts';
 import { TwoChoices } from './two-choices.ts';
 import { DeadlineOrder } from './weighted-round-robin.ts';
@@ -39,7 +39,7 @@ export function createBalancer(targets: readonly Target[], load: LoadSource, opt
     case 'IP_HASH':
       return new HashBalancer(n, load, ipHash(n, load, weighted));
     case 'CONSISTENT_HASH':
-      return new HashBalancer(n, load, maglev(targets, load, weighted));
+      return new HashBalancer(n, load, hashRing(targets, load, weighted));
     case 'LEAST_RESPONSE_TIME':
       return leastLoad(responseTime(weighted));
     default:

@@ -22,8 +22,8 @@ export interface DrainDeps {
 
 export class DrainSupervisor {
   readonly #deps: DrainDeps;
-  /** server_id → the backend as it was when its current drain was seen. */
-  readonly #draining = new Map<string, Backend>();
+  /** server_id → the backend as it was when its current drain was seen, and its deadline. */
+  readonly #draining = new Map<string, { backend: Backend; deadline: number }>();
   readonly #removing = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
 
@@ -37,8 +37,13 @@ export class DrainSupervisor {
     for (const id of this.#draining.keys()) if (!ids.has(id)) this.#draining.delete(id); // cancelled or deleted
     for (const b of draining) {
       const known = this.#draining.get(b.server_id);
-      if (known?.drain?.drain_id === b.drain?.drain_id) continue;
-      this.#draining.set(b.server_id, b);
+      if (known?.backend.drain?.drain_id === b.drain?.drain_id) continue;
+      // started_at has whole seconds; a drain seen as it starts counts from now, one found at
+      // start-up (after a restart) from its recorded start.
+      const recorded = Date.parse(b.drain?.started_at ?? b.updated_at);
+      const now = this.#deps.now();
+      const start = now - recorded < 1500 ? now : recorded;
+      this.#draining.set(b.server_id, { backend: b, deadline: start + (b.drain?.timeout_seconds ?? 0) * 1000 });
       this.#deps.log.info({ server_id: b.server_id, drain: b.drain }, 'drain started');
       if (b.drain?.close_idle_connections !== false) this.#deps.closeIdle(backendOrigin(b));
     }
@@ -51,10 +56,9 @@ export class DrainSupervisor {
 
   #check(): void {
     const now = this.#deps.now();
-    for (const [id, b] of this.#draining) {
+    for (const [id, { backend: b, deadline }] of this.#draining) {
       if (this.#removing.has(id)) continue;
       const active = this.#deps.state.activeConnections(id);
-      const deadline = Date.parse(b.drain?.started_at ?? b.updated_at) + (b.drain?.timeout_seconds ?? 0) * 1000;
       if (active > 0 && now < deadline) continue;
       const terminated = this.#deps.state.terminateAll(id);
       this.#deps.log.info({ server_id: id, terminated, timed_out: active > 0 }, 'drain complete; removing backend');
