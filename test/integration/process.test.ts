@@ -142,7 +142,7 @@ describe('the fulcrum process', () => {
       const { body: pool } = await api.post('/api/v1/pools', { name: 'API Production Pool', algorithm: 'RANDOM', health_check: { protocol: 'TCP' } });
       const { body: backend } = await api.post(`/api/v1/pools/${pool.pool_id}/backends`, { ip_address: '127.0.0.1', port: 9000, metadata: { zone: 'a' } });
       await api.patch(`/api/v1/pools/${pool.pool_id}/backends/${backend.server_id}`, { weight: 7 });
-      await api.post(`/api/v1/pools/${pool.pool_id}/backends/${backend.server_id}/drain`, { timeout_seconds: 60, reason: 'maintenance' });
+      await api.patch(`/api/v1/pools/${pool.pool_id}/backends/${backend.server_id}`, { admin_status: 'DISABLED' });
       const listenerPort = await freePort();
       const { body: listener } = await api.post(`/api/v1/load-balancers/${lb.lb_id}/listeners`, {
         name: 'web', protocol: 'HTTP', bind_address: '127.0.0.1', port: listenerPort, default_pool_id: pool.pool_id,
@@ -172,6 +172,7 @@ describe('the fulcrum process', () => {
       assert.equal(revisionAfter, 6, 'six writes, six revisions, all back');
       const ready = await fetch(`http://127.0.0.1:${fl.port}/ready`);
       assert.equal(ready.status, 200, 'the listener is bound again');
+      // Bound and serving again; its only backend is still DISABLED, so no backend is usable.
       const res = await fetch(`http://127.0.0.1:${listenerPort}/`);
       assert.equal(res.status, 503);
       await res.text();
