@@ -40,10 +40,9 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
   const store = SqliteStore.open(config.dataDir);
   const state = new BackendState();
   // The data plane removes a backend once its drain completes, through the same service the API uses.
-  let backends: BackendService | undefined;
   const dataPlane = new ListenerManager(store, state, log.child({ component: 'dataplane' }), {
     removeDrained: async (b) => {
-      await backends!.delete(b.pool_id, b.server_id, true);
+      await backends.delete(b.pool_id, b.server_id, true);
     },
   });
   let apiAddress: HostPort = config.apiAddr;
@@ -57,7 +56,7 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
     reserved: () => [apiAddress],
   };
 
-  backends = new BackendService(ctx);
+  const backends = new BackendService(ctx);
   let stopping: Promise<void> | undefined;
   const api = await buildApi({
     closing: () => stopping !== undefined,

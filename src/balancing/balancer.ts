@@ -46,16 +46,25 @@ export interface Balancer {
   pick(request: PickRequest, avoid?: ReadonlySet<number>): number;
   /**
    * The data plane calls this after a target's `active`, `latencyMs` or `weight` changed, so an
-   * algorithm that keeps an ordered structure (a heap) can reposition it in O(log n).
+   * algorithm that keeps an ordered structure (a heap) can reposition it in O(log n). Changes of
+   * `usable`, and of `weight` through health or slow start, may come without a call: every
+   * algorithm notices them by itself, at the latest within as many picks as there are targets.
    */
   update(index: number): void;
 }
 
 export interface BalancerOptions {
   algorithm: Algorithm;
-  /** `algorithm_config.weighted`: weigh LEAST_CONNECTIONS, RANDOM and the hashes by weight. */
+  /**
+   * `algorithm_config.weighted`: weigh ROUND_ROBIN, LEAST_CONNECTIONS, LEAST_RESPONSE_TIME, RANDOM
+   * and the hashes by weight (the WEIGHTED_ algorithms always are). The hashes take the weights
+   * once, when the balancer is built; the others read them as they change.
+   */
   weighted: boolean;
-  /** `algorithm_config.power_of_two_choices`: sample two usable targets, keep the better one. */
+  /**
+   * `algorithm_config.power_of_two_choices`, for LEAST_CONNECTIONS, WEIGHTED_LEAST_CONNECTIONS and
+   * LEAST_RESPONSE_TIME: sample two pickable targets, keep the better one. Ignored by the others.
+   */
   powerOfTwoChoices: boolean;
   /** Uniform in [0, 1). */
   random: () => number;

@@ -16,17 +16,9 @@ export class IndexedHeap {
     this.#less = less;
   }
 
-  get size(): number {
-    return this.#size;
-  }
-
   /** The least target, -1 when empty. */
   top(): number {
     return this.#size > 0 ? this.#items[0]! : -1;
-  }
-
-  has(i: number): boolean {
-    return this.#slot[i]! >= 0;
   }
 
   push(i: number): void {
@@ -34,16 +26,15 @@ export class IndexedHeap {
     this.#up(this.#size - 1);
   }
 
-  pop(): number {
-    const top = this.top();
-    if (top < 0) return -1;
-    this.#slot[top] = -1;
+  /** Takes target i out; nothing when it is not in the heap. */
+  remove(i: number): void {
+    const at = this.#slot[i]!;
+    if (at < 0) return;
+    this.#slot[i] = -1;
     const last = this.#items[--this.#size]!;
-    if (this.#size > 0) {
-      this.#place(last, 0);
-      this.#down(0);
-    }
-    return top;
+    if (last === i) return;
+    this.#place(last, at);
+    this.fix(last);
   }
 
   /** Restores the order after target i's key changed; nothing when i is not in the heap. */

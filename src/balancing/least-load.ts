@@ -1,16 +1,13 @@
 import type { LoadSource } from './balancer.ts';
 import type { HeapOrder } from './heap-balancer.ts';
 
-/** How loaded target i is now; lower is better, Infinity when it takes no traffic (weight 0). */
+/** How loaded target i is now, lower is better; only asked about pickable targets (weight > 0). */
 export type Score = (load: LoadSource, i: number) => number;
 
-export const connections: Score = (load, i) => (load.weight(i) > 0 ? load.active(i) : Infinity);
+export const connections: Score = (load, i) => load.active(i);
 
 /** (active + 1) / weight: with the +1, an idle target of weight 4 still beats an idle one of weight 1. */
-export const weightedConnections: Score = (load, i) => {
-  const w = load.weight(i);
-  return w > 0 ? (load.active(i) + 1) / w : Infinity;
-};
+export const weightedConnections: Score = (load, i) => (load.active(i) + 1) / load.weight(i);
 
 /**
  * Latency stand-in for a target not measured yet (latencyMs 0): one nanosecond, below any real
@@ -22,10 +19,8 @@ const UNMEASURED_MS = 1e-6;
 /** latency × (active + 1), divided by the weight when weighted. */
 export function responseTime(weighted: boolean): Score {
   return (load, i) => {
-    const w = load.weight(i);
-    if (!(w > 0)) return Infinity;
     const score = Math.max(load.latencyMs(i), UNMEASURED_MS) * (load.active(i) + 1);
-    return weighted ? score / w : score;
+    return weighted ? score / load.weight(i) : score;
   };
 }
 
@@ -65,9 +60,5 @@ export class ScoreOrder implements HeapOrder {
 
   picked(i: number): void {
     this.#lastPicked[i] = this.#picks++;
-  }
-
-  exhausted(i: number): boolean {
-    return this.#scores[i] === Infinity;
   }
 }

@@ -1,9 +1,9 @@
 /**
- * Targets that a heap-based balancer found unusable and took out of its heap. Usability can change
- * without an update() call (a health flip), so an unusable target left in the heap would be
- * skipped on every pick while it stays on top; parked, it costs one removal per outage. Picks
- * re-check parked targets one at a time in rotation (`next`), so a recovered target is back within
- * as many picks as there are parked targets.
+ * Targets that a heap-based balancer found unpickable (unusable or weight 0) and took out of its
+ * heap. Both can change without an update() call, so an unpickable target left in the heap would
+ * be skipped on every pick while it stays on top, and one left at the bottom would never be seen
+ * again; parked, it costs one removal per outage. Picks re-check parked targets one at a time in
+ * rotation (`next`), so a recovered target is back within as many picks as there are parked ones.
  */
 export class ParkedSet {
   readonly #list: number[] = [];
@@ -13,10 +13,6 @@ export class ParkedSet {
 
   constructor(capacity: number) {
     this.#at = new Int32Array(capacity).fill(-1);
-  }
-
-  get size(): number {
-    return this.#list.length;
   }
 
   has(i: number): boolean {

@@ -9,6 +9,9 @@ const DRAWS = 16;
  * update() are both O(log n) however skewed the weights are. A draw that lands on an unpickable
  * target is drawn again, which keeps the odds proportional among the pickable ones; when every
  * draw misses, one linear pass over the live weights answers exactly.
+ *
+ * In the data plane weights also change without an update() call (health, slow start), so each
+ * pick re-reads one target's weight, in rotation: the tree is never more than n picks behind.
  */
 export class WeightedRandom implements Balancer {
   readonly #n: number;
@@ -19,6 +22,8 @@ export class WeightedRandom implements Balancer {
   /** 1-based: tree[k] sums the weights of targets k - (k & -k) .. k - 1. */
   readonly #tree: Float64Array;
   #total = 0;
+  /** The target whose weight the next pick re-reads. */
+  #stale = 0;
 
   constructor(n: number, load: LoadSource, random: () => number) {
     this.#n = n;
@@ -30,6 +35,8 @@ export class WeightedRandom implements Balancer {
   }
 
   pick(_request: PickRequest, avoid?: ReadonlySet<number>): number {
+    this.update(this.#stale);
+    this.#stale = (this.#stale + 1) % this.#n;
     for (let k = 0; k < DRAWS && this.#total > 0; k++) {
       const i = this.#find(this.#random() * this.#total);
       if (pickable(this.#load, i, avoid)) return i;

@@ -27,10 +27,11 @@ export class DeadlineOrder implements HeapOrder {
     this.#deadline = new Float64Array(n);
     this.#start = new Float64Array(n);
     for (let i = 0; i < n; i++) {
-      const w = load.weight(i);
-      const period = 1 / w;
-      this.#deadline[i] = w > 0 ? period * (1 - ((i * GOLDEN) % 1)) : Infinity;
-      this.#start[i] = w > 0 ? this.#deadline[i]! - period : 0;
+      const period = 1 / load.weight(i);
+      // Weight 0: parked, and keyed by refresh() when it comes back.
+      if (!(period < Infinity)) continue;
+      this.#deadline[i] = period * (1 - ((i * GOLDEN) % 1));
+      this.#start[i] = this.#deadline[i]! - period;
     }
   }
 
@@ -41,18 +42,13 @@ export class DeadlineOrder implements HeapOrder {
   }
 
   refresh(i: number): void {
-    const w = this.#load.weight(i);
     // Never earlier than now: a target moved into the past would take a burst of picks to catch up.
-    this.#deadline[i] = w > 0 ? Math.max(this.#now, this.#start[i]! + 1 / w) : Infinity;
+    this.#deadline[i] = Math.max(this.#now, this.#start[i]! + 1 / this.#load.weight(i));
   }
 
   picked(i: number): void {
     this.#now = this.#deadline[i]!;
     this.#start[i] = this.#now;
     this.#deadline[i] = this.#now + 1 / this.#load.weight(i);
-  }
-
-  exhausted(i: number): boolean {
-    return this.#deadline[i] === Infinity;
   }
 }

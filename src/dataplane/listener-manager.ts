@@ -245,7 +245,7 @@ export class ListenerManager implements DataPlaneControl {
   }
 
   #newServer(listener: Listener, runtime: ListenerRuntime): Bound {
-    const server = createHttpServer({ keepAlive: true, noDelay: true });
+    const server = createHttpServer({ keepAlive: true, noDelay: true, highWaterMark: 256 * 1024 });
     const bound: Bound = { listener, runtime, key: bindKey(listener), server, closing: false, metrics: this.metrics.listener(listener.listener_id), tunnels: new Set() };
     server.on('request', (req, res) => forward(this.#proxy, bound, req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {

@@ -66,12 +66,14 @@ function compilePool(pool: Pool, backends: Backend[], deps: CompileDeps): PoolRu
       maxConnections: b.max_connections ?? pool.connection_limits.max_connections_per_backend ?? Infinity,
       origin: backendOrigin(b),
     }));
-  const balancer = createBalancer(targets, new TargetLoad(targets, deps.now), {
+  const load = new TargetLoad(targets, deps.now);
+  const balancer = createBalancer(targets, load, {
     algorithm: pool.algorithm,
     weighted: pool.algorithm_config.weighted ?? false,
     powerOfTwoChoices: pool.algorithm_config.power_of_two_choices ?? false,
     random: deps.random,
   });
+  load.live();
   return { pool, targets, balancer, hashKey: hashKeySource(pool), retries: pool.retries };
 }
 

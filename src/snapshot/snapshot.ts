@@ -48,10 +48,21 @@ export interface RuntimeSnapshot {
 
 export const EMPTY_SNAPSHOT: RuntimeSnapshot = { revision: -1, listeners: new Map(), pools: new Map() };
 
-/** Live load of a pool's targets, as the balancer reads it at pick time. */
+/**
+ * Live load of a pool's targets, as the balancer reads it at pick time. While the balancer is
+ * being built it reads configured weights instead: the hashes divide keys by weight once, and a
+ * backend that is starting or ramping must still get its full share of keys for later.
+ */
 export class TargetLoad implements LoadSource {
   readonly #targets: readonly BackendTarget[];
   readonly #now: () => number;
+  #building = true;
+
+  /** From now on weights are live (health and slow start applied). */
+  live(): this {
+    this.#building = false;
+    return this;
+  }
 
   constructor(targets: readonly BackendTarget[], now: () => number) {
     this.#targets = targets;
@@ -60,6 +71,7 @@ export class TargetLoad implements LoadSource {
 
   weight(i: number): number {
     const t = this.#targets[i]!;
+    if (this.#building) return t.plan.weight;
     return effectiveWeight(t.plan, t.record.health, this.#now());
   }
 
