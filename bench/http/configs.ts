@@ -1,10 +1,17 @@
 // Configuration files of the origin (nginx) and of the reference proxy (HAProxy), written per run.
 import { HOST } from './net.ts';
 
-/** Ports of the benchmark: apart from ../shared/bench-peers (8081, 9101–9103) so both can coexist. */
-export const ORIGIN_PORTS = [19101, 19102, 19103] as const;
-export const HAPROXY_PORT = 18080;
-export const FULCRUM_PORT = 18081;
+/**
+ * Ports of the benchmark, apart from ../shared/bench-peers (8081, 9101–9103). Others on this machine
+ * may hold them too (a developer's Fulcrum on 18080): `--port-offset` shifts them all, once, at start.
+ */
+export const PORTS = { origins: [19101, 19102, 19103], haproxy: 18080, fulcrum: 18081 };
+
+export function shiftPorts(offset: number): void {
+  PORTS.origins = PORTS.origins.map((p) => p + offset);
+  PORTS.haproxy += offset;
+  PORTS.fulcrum += offset;
+}
 
 /**
  * HAProxy's process-wide connection limit. idle10k holds 10,000 client connections, so 8000 is too
@@ -18,7 +25,7 @@ export const HAPROXY_MAXCONN = 10100;
 
 /** One nginx, one worker, on the three origin ports: `/` → 200 "hello", `/big` → the bulk file. */
 export function originNginxConf(o: { prefix: string; wwwDir: string; user: string | undefined }): string {
-  const listens = ORIGIN_PORTS.map((p) => `        listen ${HOST}:${p} backlog=4096;`).join('\n');
+  const listens = PORTS.origins.map((p) => `        listen ${HOST}:${p} backlog=4096;`).join('\n');
   return `# Written by bench/http/run.ts for one run. Origin for every peer.
 daemon off;
 master_process on;
@@ -46,7 +53,7 @@ ${listens}
 
 /** HAProxy in mode http, round robin over the origins, reusing server connections across clients. */
 export function haproxyConf(): string {
-  const servers = ORIGIN_PORTS.map((p, i) => `    server s${i + 1} ${HOST}:${p}`).join('\n');
+  const servers = PORTS.origins.map((p, i) => `    server s${i + 1} ${HOST}:${p}`).join('\n');
   return `# Written by bench/http/run.ts for one run. Reference L7 proxy. Run as: haproxy -db -f <this file>
 global
     maxconn ${HAPROXY_MAXCONN}     # see HAPROXY_MAXCONN in bench/http/configs.ts
@@ -59,7 +66,7 @@ defaults
     timeout server 30s
     timeout http-keep-alive 60s    # idle10k keeps clients idle for a few seconds
 frontend fe
-    bind ${HOST}:${HAPROXY_PORT}
+    bind ${HOST}:${PORTS.haproxy}
     default_backend be
 backend be
     balance roundrobin

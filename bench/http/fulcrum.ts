@@ -4,9 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startGroup, isRunning, log, type Group } from './procs.ts';
+import { startGroup, stopGroup, isRunning, log, type Group } from './procs.ts';
 import { HOST, waitFor } from './net.ts';
-import { ORIGIN_PORTS, FULCRUM_PORT } from './configs.ts';
+import { PORTS } from './configs.ts';
 import { tail, type Peer } from './peers.ts';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
@@ -52,16 +52,26 @@ export async function startFulcrum(o: FulcrumOptions): Promise<Peer> {
   const logFile = join(o.logDir, 'fulcrum.log');
   const node = join(REPO_ROOT, 'node_modules', '.bin', 'node');
   const args = [...o.nodeArgs, 'src/main.ts', 'serve'];
-  log(`fulcrum: ${node} ${args.join(' ')}  (API ${HOST}:${o.apiPort}, data ${dataDir})`);
-  const group = startGroup('fulcrum', node, args, { cwd: REPO_ROOT, env, logFile, nofile: 20000 });
+  const base = `http://${HOST}:${o.apiPort}`;
+  const withLog = (err: unknown) => {
+    const t = tail(logFile);
+    return new Error(`${(err as Error).message}${t ? `\n--- ${logFile} (tail) ---\n${t}` : ''}`, { cause: err });
+  };
+  /** Starts the process on the same data dir (so a restart finds its configuration) and waits for the API. */
+  const launch = async (): Promise<Group> => {
+    log(`fulcrum: ${node} ${args.join(' ')}  (API ${HOST}:${o.apiPort}, data ${dataDir})`);
+    const group = startGroup('fulcrum', node, args, { cwd: REPO_ROOT, env, logFile, nofile: 20000 });
+    await waitApi(base, group, 20_000);
+    return group;
+  };
+  const peer: Peer = { name: 'fulcrum', port: PORTS.fulcrum, group: undefined, startStatus: 0, logFile, restart: undefined };
 
   try {
-    const base = `http://${HOST}:${o.apiPort}`;
-    await waitApi(base, group, 20_000);
+    peer.group = await launch();
     const call = api(base, token);
     const lb = await call('POST', '/load-balancers', { name: 'bench' });
     const pool = await call('POST', '/pools', { name: 'bench', algorithm: 'ROUND_ROBIN' });
-    for (const port of ORIGIN_PORTS) {
+    for (const port of PORTS.origins) {
       // No health check on the pool: backends are HEALTHY (and take traffic) from their creation.
       await call('POST', `/pools/${pool.pool_id}/backends`, { name: `origin-${port}`, ip_address: HOST, port });
     }
@@ -69,25 +79,37 @@ export async function startFulcrum(o: FulcrumOptions): Promise<Peer> {
       name: 'bench-http',
       protocol: 'HTTP',
       bind_address: HOST,
-      port: FULCRUM_PORT,
+      port: PORTS.fulcrum,
       default_pool_id: pool.pool_id,
     });
     if (listener.status !== 'ACTIVE') throw new Error(`listener is ${listener.status}: ${listener.status_message}`);
 
-    const alive = () => isRunning(group);
+    const alive = () => isRunning(peer.group!);
     // Any answer means the listener is up; then give forwarding a moment to produce a 200.
-    await waitFor(FULCRUM_PORT, () => true, { timeoutMs: 10_000, alive, what: 'fulcrum' });
-    const a = await waitFor(FULCRUM_PORT, (x) => x.status === 200, { timeoutMs: 3000, alive, what: 'fulcrum' });
+    await waitFor(PORTS.fulcrum, () => true, { timeoutMs: 10_000, alive, what: 'fulcrum' });
+    const a = await waitFor(PORTS.fulcrum, (x) => x.status === 200, { timeoutMs: 3000, alive, what: 'fulcrum' });
     if (a.status !== 200) {
       const msg = `Fulcrum's listener answers ${a.status} (${a.body.trim().slice(0, 100)}), not 200`;
       if (o.require200) throw new Error(`${msg} (--require-200)`);
       log(`WARNING: ${msg}. Forwarding missing? Measuring anyway; its responses are counted as non-2xx.`);
     }
-    return { name: 'fulcrum', port: FULCRUM_PORT, group, startStatus: a.status, logFile };
+    peer.startStatus = a.status;
   } catch (err) {
-    const t = tail(logFile);
-    throw new Error(`${(err as Error).message}${t ? `\n--- ${logFile} (tail) ---\n${t}` : ''}`, { cause: err });
+    throw withLog(err);
   }
+
+  peer.restart = async () => {
+    try {
+      await stopGroup(peer.group!);
+      peer.group = await launch();
+      // The listener comes back from the store; wait until it answers as it did at first start.
+      const alive = () => isRunning(peer.group!);
+      await waitFor(PORTS.fulcrum, (x) => x.status === peer.startStatus, { timeoutMs: 10_000, alive, what: 'fulcrum' });
+    } catch (err) {
+      throw withLog(err);
+    }
+  };
+  return peer;
 }
 
 async function waitApi(base: string, group: Group, timeoutMs: number): Promise<void> {

@@ -1,10 +1,12 @@
-// idle10k: what 10,000 open, idle keep-alive client connections cost the proxy in memory.
+// idle10k: what 10,000 open, idle keep-alive client connections cost the proxy in memory, measured
+// on a freshly restarted and warmed-up proxy.
 // The clients live in a separate Node process (idle-clients.ts) so their own memory and CPU never
 // mix with the harness's, and it can get its own file-descriptor limit.
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startGroup, stopGroup, rssKb } from './procs.ts';
+import { warmUp, type Bench } from './measure.ts';
 import type { Peer } from './peers.ts';
 import type { Row } from './report.ts';
 
@@ -39,12 +41,17 @@ function nextMessage<T>(child: NodeJS.EventEmitter, ms: number): Promise<T> {
   });
 }
 
-export async function runIdle(peer: Peer, rawDir: string, round: number): Promise<Row> {
+export async function runIdle(b: Bench, peer: Peer, round: number): Promise<Row> {
   if (!peer.group) throw new Error('idle10k needs a proxy process to measure');
-  const pid = peer.group.pid;
-  const raw = join(rawDir, `${peer.name}.idle10k.r${round}.txt`);
-  // Let the previous scenario's buffers and connections settle before the baseline.
-  await sleep(1000);
+  // A fresh process: memory kept from earlier scenarios (a grown Node heap, HAProxy's pools, the
+  // previous round's 10,000 connections) would otherwise absorb the growth, or GC would shrink it.
+  await peer.restart?.();
+  // Then the usual 1 s warm-up, so that one-time costs of serving at all (JIT code, a grown heap,
+  // upstream connections) are in the baseline and the growth is what the connections hold.
+  await warmUp(b, peer);
+  const pid = peer.group!.pid;
+  const raw = join(b.rawDir, `${peer.name}.idle10k.r${round}.txt`);
+  await sleep(1000); // let the warm-up's connections close and its allocation settle
   const before = rssKb(pid);
   const fd = openSync(raw, 'a');
   const g = startGroup('idle-clients', process.execPath, [CHILD, '--port', String(peer.port), '--count', String(IDLE_CONNS)], {

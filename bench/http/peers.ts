@@ -1,11 +1,11 @@
 // Starting the origin and the proxies under test. Each runs as its own process group for the whole
-// run; rounds only interleave the measurements, they do not restart anything.
+// run; only idle10k restarts the proxy it measures (see idle.ts).
 import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync, renameSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { startGroup, isRunning, log, type Group } from './procs.ts';
+import { startGroup, stopGroup, isRunning, log, type Group } from './procs.ts';
 import { waitFor } from './net.ts';
-import { originNginxConf, haproxyConf, ORIGIN_PORTS, HAPROXY_PORT } from './configs.ts';
+import { originNginxConf, haproxyConf, PORTS } from './configs.ts';
 import type { Tools } from './tools.ts';
 
 export const BIG_BYTES = 2 ** 30;
@@ -18,6 +18,8 @@ export interface Peer {
   /** Status of the first answer on `/` after start (Fulcrum answers 503 until forwarding lands). */
   startStatus: number;
   logFile: string | undefined;
+  /** Stops the proxy and starts it again with the same configuration (replaces `group`). */
+  restart: (() => Promise<void>) | undefined;
 }
 
 /** The 1 GiB bulk object, created once and kept across runs (it is under the gitignored .tmp dir). */
@@ -52,7 +54,7 @@ export async function startOrigin(tools: Tools, stateDir: string, wwwDir: string
   const logFile = join(logDir, 'origin.log');
   // -e: the error log before the config is read (else nginx opens /var/log/nginx/error.log)
   const g = startGroup('origin', tools.nginx, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')], { logFile, nofile: 20000 });
-  for (const port of ORIGIN_PORTS) {
+  for (const port of PORTS.origins) {
     const a = await waitFor(port, (x) => x.status === 200, { timeoutMs: 10_000, alive: () => isRunning(g), what: 'origin nginx' });
     if (a.status !== 200) throw new Error(`origin :${port} answered ${a.status}; see ${logFile} and ${prefix}/error.log`);
   }
@@ -63,15 +65,23 @@ export async function startHaproxy(tools: Tools, stateDir: string, logDir: strin
   const conf = join(stateDir, 'haproxy.cfg');
   writeFileSync(conf, haproxyConf());
   const logFile = join(logDir, 'haproxy.log');
-  // -db: foreground, no daemon and no master process, so the group is exactly HAProxy
-  const group = startGroup('haproxy', tools.haproxy, ['-db', '-f', conf], { logFile, nofile: 20000 });
-  const a = await waitFor(HAPROXY_PORT, (x) => x.status === 200, { timeoutMs: 10_000, alive: () => isRunning(group), what: 'haproxy' });
-  if (a.status !== 200) throw new Error(`haproxy answered ${a.status}; see ${logFile}`);
-  return { name: 'haproxy', port: HAPROXY_PORT, group, startStatus: a.status, logFile };
+  const launch = async (): Promise<Group> => {
+    // -db: foreground, no daemon and no master process, so the group is exactly HAProxy
+    const group = startGroup('haproxy', tools.haproxy, ['-db', '-f', conf], { logFile, nofile: 20000 });
+    const a = await waitFor(PORTS.haproxy, (x) => x.status === 200, { timeoutMs: 10_000, alive: () => isRunning(group), what: 'haproxy' });
+    if (a.status !== 200) throw new Error(`haproxy answered ${a.status}; see ${logFile}`);
+    return group;
+  };
+  const peer: Peer = { name: 'haproxy', port: PORTS.haproxy, group: await launch(), startStatus: 200, logFile, restart: undefined };
+  peer.restart = async () => {
+    await stopGroup(peer.group!);
+    peer.group = await launch();
+  };
+  return peer;
 }
 
 export function directPeer(): Peer {
-  return { name: 'direct', port: ORIGIN_PORTS[0], group: undefined, startStatus: 200, logFile: undefined };
+  return { name: 'direct', port: PORTS.origins[0]!, group: undefined, startStatus: 200, logFile: undefined, restart: undefined };
 }
 
 /** Last lines of a log, for error messages. */

@@ -28,6 +28,9 @@ export interface Row {
   complete?: boolean;
   // idle10k
   conns?: number;
+  opened?: number;
+  establish_ms?: number;
+  closed_by_peer?: number;
   answered_2xx?: number;
   non2xx?: number;
   errors?: number;
@@ -137,7 +140,7 @@ function table(sc: string, byPeer: Map<string, Stat>): string[] {
     out.push('| peer | MB/s (median of n) | min–max | ×HAProxy | proxy CPU % | RSS MB | non-2xx |', '|---|--:|--:|--:|--:|--:|--:|');
     for (const [peer, s] of byPeer) {
       const short = s.incomplete ? ` (${s.incomplete} incomplete)` : '';
-      out.push(`| ${peer} | ${f0(s.value)} (${s.n}) | ${f0(s.min)}–${f0(s.max)} | ${ratio(s.value, ref?.value)} | ${f1(s.cpu)} | ${mb(s.rssKb)} | ${s.non2xx}${short} |`);
+      out.push(`| ${peer} | ${f0(s.value)} (${s.n}) | ${f0(s.min)}–${f0(s.max)} | ${ratio(s.value, ref?.value)} | ${peer === 'direct' ? '-' : f1(s.cpu)} | ${mb(s.rssKb)} | ${s.non2xx}${short} |`);
     }
   } else if (sc === 'idle10k') {
     out.push(

@@ -65,8 +65,9 @@ export function ensureTools(): Tools {
   return found as unknown as Tools;
 }
 
-/** First line of a program's version output, for the run's metadata. */
+/** Start of the first line of a program's version output (e.g. "curl 7.88.1"), for the run's metadata. */
 export function version(argv: string[]): string {
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
-  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.trim()) ?? '?';
+  const line = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.trim()) ?? '?';
+  return line.trim().split(/\s+/).slice(0, 3).join(' ');
 }

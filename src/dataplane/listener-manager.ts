@@ -245,7 +245,14 @@ export class ListenerManager implements DataPlaneControl {
   }
 
   #newServer(listener: Listener, runtime: ListenerRuntime): Bound {
-    const server = createHttpServer({ keepAlive: true, noDelay: true, highWaterMark: 256 * 1024 });
+    const server = createHttpServer({
+      keepAlive: true,
+      noDelay: true,
+      // Bigger writes per syscall when streaming large bodies; backpressure still applies.
+      highWaterMark: 256 * 1024,
+      // Checked in forward(), so the 400 carries a request id and a reason like every other.
+      requireHostHeader: false,
+    });
     const bound: Bound = { listener, runtime, key: bindKey(listener), server, closing: false, metrics: this.metrics.listener(listener.listener_id), tunnels: new Set() };
     server.on('request', (req, res) => forward(this.#proxy, bound, req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {

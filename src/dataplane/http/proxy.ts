@@ -42,11 +42,40 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 /** Errors raised before any byte of the request reached the backend: always safe to retry. */
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
 
-const TIMEOUT_ERRORS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+const TIMEOUT_ERRORS = new Set(['FULCRUM_BACKEND_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** The client's request could not be sent as it is: its fault, not the backend's. */
+const REQUEST_ERRORS = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
+
+/** A Host value (RFC 9112 §3.2, RFC 3986 authority): a name or IP literal and an optional port. */
+const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
+
+/**
+ * What RFC 9112 §3.2 requires a server to refuse and node:http lets through: more than one Host
+ * field, or an invalid one. Null when the head is fine.
+ */
+export function headProblem(req: IncomingMessage): string | null {
+  const raw = req.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+    if (++hosts > 1) return 'more than one Host header';
+    if (!HOST_VALUE.test(raw[i + 1]!)) return 'invalid Host header';
+  }
+  if (hosts === 0 && req.httpVersionMinor >= 1) return 'an HTTP/1.1 request needs a Host header';
+  return null;
+}
+
+class BackendTimeout extends Error {
+  readonly code = 'FULCRUM_BACKEND_TIMEOUT';
+}
 
 function errorCode(err: Error): string {
   return (err as NodeJS.ErrnoException).code ?? err.name;
 }
+
+const TITLES: Record<number, string> = { 400: 'Bad Request', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
 /** The balancer's own answer: short, plain text, carrying the request id. */
 export function sendProblem(res: ServerResponse, status: number, id: string, reason: string, close: boolean): void {
@@ -54,7 +83,7 @@ export function sendProblem(res: ServerResponse, status: number, id: string, rea
     res.destroy();
     return;
   }
-  const title = status === 502 ? 'Bad Gateway' : status === 503 ? 'Service Unavailable' : status === 504 ? 'Gateway Timeout' : 'Bad Request';
+  const title = TITLES[status] ?? 'Error';
   const body = `${status} ${title}: ${reason} (request id ${id})\n`;
   const headers: Record<string, string | number> = {
     'content-type': 'text/plain; charset=utf-8',
@@ -110,6 +139,12 @@ class Exchange implements Dispatcher.DispatchHandler {
   #lastError = '';
   /** Time to the response head, ms: what LEAST_RESPONSE_TIME and the API's averages measure. */
   #latency = 0;
+  /**
+   * backend_ms, to the response head. Fulcrum's own timer: undici's parser timers have about a
+   * second of resolution, too coarse for short timeouts.
+   */
+  #timer: NodeJS.Timeout | undefined;
+  #timedOut = false;
 
   constructor(deps: ProxyDeps, view: ListenerView, pool: PoolRuntime, req: IncomingMessage, res: ServerResponse) {
     this.#deps = deps;
@@ -145,14 +180,16 @@ class Exchange implements Dispatcher.DispatchHandler {
       requestId: this.#id,
     });
     this.#dispatchedAt = performance.now();
+    this.#timedOut = false;
+    this.#timer = setTimeout(this.#onTimeout, listener.timeouts.backend_ms);
     this.#deps.upstreams.get(target.origin, listener.timeouts.connect_ms).dispatch(
       {
         path: this.#req.url!,
         method: this.#req.method!,
         headers: this.#headers,
         body: this.#hasBody ? this.#req : null,
-        headersTimeout: listener.timeouts.backend_ms,
-        bodyTimeout: listener.timeouts.backend_ms,
+        headersTimeout: 0, // this.#timer instead
+        bodyTimeout: listener.timeouts.backend_ms, // between body chunks: a second of resolution is fine
         idempotent: false, // one request per connection at a time: never pipelined behind another
         blocking: true,
       },
@@ -163,6 +200,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
     if (this.#done) controller.abort(new Error('client went away'));
+    else if (this.#timedOut) controller.abort(new BackendTimeout('backend timeout'));
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
@@ -173,6 +211,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       else if (status === 102) res.writeProcessing();
       return;
     }
+    clearTimeout(this.#timer);
     this.#status = status;
     const out = downstreamResponseHeaders(headers);
     if (this.#view.closing) out.push('connection', 'close');
@@ -193,7 +232,14 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    clearTimeout(this.#timer);
     const code = errorCode(err);
+    if (REQUEST_ERRORS.has(code)) {
+      // Refused before it left: nothing to hold against the backend, nothing to retry.
+      this.#release(false, 0, false);
+      if (!this.#done) this.#fail(400, `the request cannot be forwarded: ${err.message}`);
+      return;
+    }
     this.#release(true, performance.now() - this.#dispatchedAt);
     if (this.#done) return; // the client left, or the backend was removed: nothing to answer
     if (this.#status !== 0 || this.#res.headersSent) {
@@ -238,11 +284,11 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   /** The backend's connection slot is free again; its latency and outcome are counted. */
-  #release(failed: boolean, ms: number): void {
+  #release(failed: boolean, ms: number, measured = true): void {
     const target = this.#target;
     if (!target) return;
     if (!target.record.connections.delete(this.#terminate)) return;
-    target.record.observe(this.#deps.now(), ms, failed);
+    if (measured) target.record.observe(this.#deps.now(), ms, failed);
     this.#deps.loadChanged(this.#pool, this.#index);
   }
 
@@ -252,6 +298,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     countBytes(this.#req.socket, m);
   }
 
+  readonly #onTimeout = (): void => {
+    this.#timedOut = true;
+    this.#controller?.abort(new BackendTimeout('backend timeout'));
+  };
+
   readonly #resume = (): void => {
     this.#controller?.resume();
   };
@@ -260,6 +311,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   readonly #onClientClose = (): void => {
     if (this.#done) return;
     this.#done = true;
+    clearTimeout(this.#timer);
     this.#controller?.abort(new Error('client closed the connection'));
     this.#release(false, performance.now() - this.#dispatchedAt);
     this.#record(499);
@@ -268,21 +320,34 @@ class Exchange implements Dispatcher.DispatchHandler {
   /** Cuts the exchange at once: the backend was removed or its drain timed out. */
   readonly #terminate = (): void => {
     this.#done = true;
+    clearTimeout(this.#timer);
     this.#controller?.abort(new Error('backend removed'));
     this.#res.destroy();
   };
 }
 
+/** Answers a request without a backend: refused, or nowhere to send it. */
+function answer(deps: ProxyDeps, view: ListenerView, req: IncomingMessage, res: ServerResponse, status: number, reason: string): void {
+  req.resume();
+  const close = view.closing || status === 400;
+  sendProblem(res, status, requestId(req.headers['x-request-id']), reason, close);
+  deps.metrics.request(view.metrics, view.runtime.pool?.pool.pool_id ?? 'none', 'none', status, 0);
+  countBytes(req.socket, view.metrics);
+}
+
 /** Handles one request on an HTTP listener. */
 export function forward(deps: ProxyDeps, view: ListenerView, req: IncomingMessage, res: ServerResponse): void {
-  const pool = view.runtime.pool;
-  if (pool === null) {
+  const problem = headProblem(req);
+  if (problem !== null) return answer(deps, view, req, res, 400, problem);
+  if (req.url === '*') {
+    if (req.method !== 'OPTIONS') return answer(deps, view, req, res, 400, `'*' is a request target for OPTIONS only`);
+    // Asterisk-form asks about the server itself (RFC 9110 §9.3.7): to a client, that is Fulcrum.
     req.resume();
-    const id = requestId(req.headers['x-request-id']);
-    sendProblem(res, 503, id, 'the listener has no default pool', view.closing);
-    deps.metrics.request(view.metrics, 'none', 'none', 503, 0);
-    countBytes(req.socket, view.metrics);
+    res.writeHead(200, { allow: 'OPTIONS, GET, HEAD, POST, PUT, PATCH, DELETE', 'content-length': 0 });
+    res.end();
     return;
   }
+  const pool = view.runtime.pool;
+  if (pool === null) return answer(deps, view, req, res, 503, 'the listener has no default pool');
   new Exchange(deps, view, pool, req, res).start();
 }
