@@ -65,14 +65,25 @@ function closeGracefully(server: Server): Promise<void> {
   });
 }
 
-/** Parse errors answered without reaching any backend; the reason names what was wrong. */
-const CLIENT_ERROR_REASONS: Record<string, string> = {
-  HPE_HEADER_OVERFLOW: 'request head too large',
-  HPE_UNEXPECTED_CONTENT_LENGTH: 'Content-Length together with Transfer-Encoding',
-  HPE_INVALID_CONTENT_LENGTH: 'invalid or duplicate Content-Length',
-  HPE_INVALID_CHUNK_SIZE: 'invalid chunk size',
-  HPE_INVALID_TRANSFER_ENCODING: 'invalid Transfer-Encoding',
-};
+/** A socket's current response, when node:http has begun one (an internal field, read-only here). */
+function responseStarted(socket: Socket): boolean {
+  const message = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  return message?.headersSent === true;
+}
+
+function hasRequestInFlight(socket: Socket): boolean {
+  return (socket as Socket & { _httpMessage?: unknown })._httpMessage != null;
+}
+
+/** A reverse proxy is not a forward proxy: CONNECT tunnels are refused. */
+function refuseConnect(socket: Socket): void {
+  const id = requestId(undefined);
+  const body = `405 Method Not Allowed: CONNECT is not served by this listener (request id ${id})\n`;
+  socket.end(
+    `HTTP/1.1 405 Method Not Allowed\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
 
 /**
  * Owns the data plane's sockets and the snapshot they serve. `sync` compiles the store's current
@@ -181,9 +192,7 @@ export class ListenerManager implements DataPlaneControl {
   }
 
   *#backendConnections(): Iterable<{ pool: string; backend: string; active: number }> {
-    for (const p of this.#snapshot.pools.values()) {
-      for (const t of p.targets) yield { pool: p.pool.pool_id, backend: t.id, active: t.record.active };
-    }
+    for (const b of this.#snapshot.backends.values()) yield { pool: b.poolId, backend: b.record.id, active: b.record.active };
   }
 
   async reconcile(listeners: Listener[]): Promise<void> {
@@ -252,6 +261,8 @@ export class ListenerManager implements DataPlaneControl {
       highWaterMark: 256 * 1024,
       // Checked in forward(), so the 400 carries a request id and a reason like every other.
       requireHostHeader: false,
+      // How often client_ms is enforced (node's default, 30 s, would let a 2 s limit run 30 s).
+      connectionsCheckingInterval: 1_000,
     });
     const bound: Bound = { listener, runtime, key: bindKey(listener), server, closing: false, metrics: this.metrics.listener(listener.listener_id), tunnels: new Set() };
     server.on('request', (req, res) => forward(this.#proxy, bound, req, res));
@@ -264,6 +275,7 @@ export class ListenerManager implements DataPlaneControl {
       bound.metrics.connections.inc();
       socket.once('close', () => bound.metrics.connections.dec());
     });
+    server.on('connect', (_req: IncomingMessage, socket: Socket) => refuseConnect(socket));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#clientError(bound, err, socket));
     this.#applySettings(bound);
     return bound;
@@ -273,21 +285,25 @@ export class ListenerManager implements DataPlaneControl {
    * A request node:http's strict parser refused (smuggling attempts, malformed framing, oversized
    * heads) or that timed out: answered here, never forwarded, and the connection closed.
    */
-  #clientError(bound: Bound, err: NodeJS.ErrnoException, socket: Socket): void {
-    if (!socket.writable || (err.code === 'ECONNRESET' && socket.bytesRead === 0)) {
+  #clientError(bound: Bound, err: NodeJS.ErrnoException & { reason?: string }, socket: Socket): void {
+    // A response already under way cannot take another head: the connection is cut instead, and
+    // the request in flight counts itself when it sees the close.
+    if (!socket.writable || err.code === 'ECONNRESET' || responseStarted(socket)) {
       socket.destroy();
       return;
     }
+    const inFlight = hasRequestInFlight(socket);
     const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
     const status = timedOut ? 408 : 400;
     const id = requestId(undefined);
-    const reason = timedOut ? 'the request was not received in time' : (CLIENT_ERROR_REASONS[err.code ?? ''] ?? `malformed request (${err.code ?? err.message})`);
+    // llhttp's reason names the fault ("Duplicate Content-Length", "Invalid character in chunk size" …).
+    const reason = timedOut ? 'the request was not received in time' : `malformed request: ${err.reason ?? err.code ?? err.message}`;
     const body = `${status} ${timedOut ? 'Request Timeout' : 'Bad Request'}: ${reason} (request id ${id})\n`;
     socket.end(
       `HTTP/1.1 ${status} ${timedOut ? 'Request Timeout' : 'Bad Request'}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
         `content-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`,
     );
-    this.metrics.request(bound.metrics, 'none', 'none', status, 0);
+    if (!inFlight) this.metrics.request(bound.metrics, 'none', 'none', status, 0);
   }
 
   #applySettings(bound: Bound): void {

@@ -94,5 +94,6 @@ export function compile(config: ConfigSet, deps: CompileDeps): RuntimeSnapshot {
   for (const l of config.listeners) {
     listeners.set(l.listener_id, { listener: l, pool: l.default_pool_id ? (pools.get(l.default_pool_id) ?? null) : null });
   }
-  return { revision: config.revision, listeners, pools };
+  const backends = new Map(config.backends.map((b) => [b.server_id, { poolId: b.pool_id, record: deps.state.record(b.server_id) }]));
+  return { revision: config.revision, listeners, pools, backends };
 }

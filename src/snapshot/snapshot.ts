@@ -44,9 +44,11 @@ export interface RuntimeSnapshot {
   readonly revision: number;
   readonly listeners: ReadonlyMap<string, ListenerRuntime>;
   readonly pools: ReadonlyMap<string, PoolRuntime>;
+  /** Every backend of the revision, whatever its admin state (draining ones still hold connections). */
+  readonly backends: ReadonlyMap<string, { poolId: string; record: BackendRecord }>;
 }
 
-export const EMPTY_SNAPSHOT: RuntimeSnapshot = { revision: -1, listeners: new Map(), pools: new Map() };
+export const EMPTY_SNAPSHOT: RuntimeSnapshot = { revision: -1, listeners: new Map(), pools: new Map(), backends: new Map() };
 
 /**
  * Live load of a pool's targets, as the balancer reads it at pick time. While the balancer is

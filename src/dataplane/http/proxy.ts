@@ -140,7 +140,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   /** Time to the response head, ms: what LEAST_RESPONSE_TIME and the API's averages measure. */
   #latency = 0;
   /**
-   * backend_ms, to the response head. Fulcrum's own timer: undici's parser timers have about a
+   * backend_ms, from the request fully sent to the response head (connecting has connect_ms, an
+   * upload takes as long as it takes). Fulcrum's own timer: undici's parser timers have about a
    * second of resolution, too coarse for short timeouts.
    */
   #timer: NodeJS.Timeout | undefined;
@@ -181,7 +182,6 @@ class Exchange implements Dispatcher.DispatchHandler {
     });
     this.#dispatchedAt = performance.now();
     this.#timedOut = false;
-    this.#timer = setTimeout(this.#onTimeout, listener.timeouts.backend_ms);
     this.#deps.upstreams.get(target.origin, listener.timeouts.connect_ms).dispatch(
       {
         path: this.#req.url!,
@@ -195,6 +195,11 @@ class Exchange implements Dispatcher.DispatchHandler {
       },
       this,
     );
+  }
+
+  /** The whole request reached the backend: from now on it has backend_ms to answer. */
+  onRequestSent(): void {
+    if (!this.#done && this.#status === 0) this.#timer = setTimeout(this.#onTimeout, this.#view.runtime.listener.timeouts.backend_ms);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {

@@ -19,7 +19,7 @@ function rawProblem(socket: Socket, status: number, id: string, reason: string):
   const body = `${status} ${title}: ${reason} (request id ${id})\n`;
   socket.end(
     `HTTP/1.1 ${status} ${title}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `x-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`,
+      `x-request-id: ${id}\r\n${status === 503 ? 'retry-after: 1\r\n' : ''}connection: close\r\n\r\n${body}`,
   );
 }
 
@@ -39,6 +39,8 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
     deps.metrics.request(view.metrics, pool, backend, status, (performance.now() - started) / 1000);
     countBytes(client, view.metrics);
   };
+  // What passes through the tunnel after the handshake counts too, once it closes.
+  client.once('close', () => countBytes(client, view.metrics));
 
   if (!/^websocket$/i.test(req.headers.upgrade ?? '')) {
     rawProblem(client, 400, id, `upgrade to '${req.headers.upgrade}' is not supported`);

@@ -6,9 +6,10 @@
 import { Pool } from 'undici';
 
 /**
- * Idle upstream sockets close after this long unless the backend announces a shorter keep-alive;
- * shorter than common backend idle timeouts (nginx 75 s, Node 5 s) minus a margin, so Fulcrum
- * closes first and rarely reuses a socket the backend is closing (nodejs/node#47130).
+ * Idle upstream sockets close after this long, or sooner when the backend announces a shorter
+ * `Keep-Alive: timeout` (never later: the announced value is capped here). Shorter than common
+ * backend idle timeouts (nginx 75 s, Node 5 s), so Fulcrum closes first and rarely reuses a
+ * socket the backend is closing (nodejs/node#47130).
  */
 const UPSTREAM_IDLE_MS = 4_000;
 
@@ -27,6 +28,7 @@ export class Upstreams {
         connections: null,
         pipelining: 1,
         keepAliveTimeout: UPSTREAM_IDLE_MS,
+        keepAliveMaxTimeout: UPSTREAM_IDLE_MS,
         keepAliveTimeoutThreshold: 1_000,
         connect: { timeout: connectMs, noDelay: true },
         strictContentLength: true,
