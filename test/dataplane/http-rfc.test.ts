@@ -892,6 +892,33 @@ describe('504 Gateway Timeout', () => {
   });
 });
 
+describe('backend_ms between body chunks', () => {
+  it('a backend that goes silent in the middle of its body is cut after backend_ms; the client sees a cut, not a clean end', async (t) => {
+    const b = await backend(t, 'stall', {
+      stream: (req, res) => {
+        req.resume();
+        res.writeHead(200, { 'content-type': 'text/plain' }); // chunked: only a clean end finishes it
+        res.write('first part;');
+        // ... and then nothing, until the test ends.
+      },
+    });
+    const s = await lb([b], { listener: { timeouts: { backend_ms: 300 } } });
+    const started = Date.now();
+    const c = await client(t, s.port);
+    const received: Buffer[] = [];
+    c.socket.on('data', (d: Buffer) => received.push(d));
+    const closed = once(c.socket, 'close');
+    await c.write(get('/stall'));
+    await closed;
+    const elapsed = Date.now() - started;
+    const text = Buffer.concat(received).toString('latin1');
+    assert.match(text, /^HTTP\/1\.1 200/);
+    assert.match(text, /first part;/);
+    assert.doesNotMatch(text, /\r\n0\r\n\r\n$/, 'no terminating chunk: the message is visibly cut');
+    assert.ok(elapsed >= 250 && elapsed < 2000, `cut after ${elapsed} ms; backend_ms is 300`);
+  });
+});
+
 describe('504 Gateway Timeout: precision', () => {
   it('a backend that answers later than backend_ms gets 504, not its late answer', async (t) => {
     // backend_ms 300; the backend answers after 700 ms. A timer honouring backend_ms fires at ~300 ms.

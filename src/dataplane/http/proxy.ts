@@ -140,12 +140,15 @@ class Exchange implements Dispatcher.DispatchHandler {
   /** Time to the response head, ms: what LEAST_RESPONSE_TIME and the API's averages measure. */
   #latency = 0;
   /**
-   * backend_ms, from the request fully sent to the response head (connecting has connect_ms, an
-   * upload takes as long as it takes). Fulcrum's own timer: undici's parser timers have about a
-   * second of resolution, too coarse for short timeouts.
+   * backend_ms: from the request fully sent to the response head (connecting has connect_ms, an
+   * upload takes as long as it takes), then between body chunks. Fulcrum's own timer, one per
+   * exchange, re-armed with refresh(): undici's parser timers have about a second of resolution,
+   * and allocate a timer per request that lives long enough to burden the garbage collector.
    */
   #timer: NodeJS.Timeout | undefined;
   #timedOut = false;
+  /** The client is not reading: the backend's silence is then not the backend's fault. */
+  #paused = false;
 
   constructor(deps: ProxyDeps, view: ListenerView, pool: PoolRuntime, req: IncomingMessage, res: ServerResponse) {
     this.#deps = deps;
@@ -189,7 +192,7 @@ class Exchange implements Dispatcher.DispatchHandler {
         headers: this.#headers,
         body: this.#hasBody ? this.#req : null,
         headersTimeout: 0, // this.#timer instead
-        bodyTimeout: listener.timeouts.backend_ms, // between body chunks: a second of resolution is fine
+        bodyTimeout: 0,
         idempotent: false, // one request per connection at a time: never pipelined behind another
         blocking: true,
       },
@@ -216,7 +219,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       else if (status === 102) res.writeProcessing();
       return;
     }
-    clearTimeout(this.#timer);
+    this.#timer?.refresh(); // from now on: silence between body chunks
     this.#status = status;
     const out = downstreamResponseHeaders(headers);
     if (this.#view.closing) out.push('connection', 'close');
@@ -225,13 +228,16 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#timer?.refresh();
     if (!this.#res.write(chunk)) {
+      this.#paused = true;
       controller.pause();
       this.#res.once('drain', this.#resume);
     }
   }
 
   onResponseEnd(): void {
+    clearTimeout(this.#timer);
     this.#res.end();
     this.#finish(this.#status, this.#status >= 500);
   }
@@ -304,11 +310,14 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   readonly #onTimeout = (): void => {
+    if (this.#paused) return; // re-armed on resume
     this.#timedOut = true;
     this.#controller?.abort(new BackendTimeout('backend timeout'));
   };
 
   readonly #resume = (): void => {
+    this.#paused = false;
+    this.#timer?.refresh();
     this.#controller?.resume();
   };
 
