@@ -41,9 +41,7 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
   const state = new BackendState();
   // The data plane removes a backend once its drain completes, through the same service the API uses.
   const dataPlane = new ListenerManager(store, state, log.child({ component: 'dataplane' }), {
-    removeDrained: async (b) => {
-      await backends.delete(b.pool_id, b.server_id, true);
-    },
+    removeDrained: (b) => backends.removeDrained(b.pool_id, b.server_id, b.drain?.drain_id ?? ''),
   });
   let apiAddress: HostPort = config.apiAddr;
 

@@ -25,6 +25,8 @@ function checkBackend(backend: Backend, pool: Pool): FieldProblem[] {
   }
   if (backend.ip_address !== null && isIP(backend.ip_address) === 0) {
     problems.push({ field: 'ip_address', reason: `'${backend.ip_address}' is not an IPv4 or IPv6 address` });
+  } else if (backend.ip_address?.includes('%')) {
+    problems.push({ field: 'ip_address', reason: `'${backend.ip_address}' has a zone id; give a global or unique-local address` });
   }
   if (backend.health_check) {
     const check = effectiveHealthCheck(pool, backend);
@@ -209,6 +211,21 @@ export class BackendService {
       close_idle_connections: drain.close_idle_connections,
       reason: drain.reason,
     };
+  }
+
+  /**
+   * Removes a backend whose drain completed — only if it is still in that same drain: an operator
+   * who re-enabled it (or started another drain) in the meantime wins. False when it was not removed.
+   */
+  async removeDrained(poolId: string, serverId: string, drainId: string): Promise<boolean> {
+    const removed = await writeAndApply(this.#ctx, async (tx) => {
+      const found = await tx.get<Backend>('backend', serverId);
+      if (!found || found.body.pool_id !== poolId || found.body.admin_status !== 'DRAINING' || found.body.drain?.drain_id !== drainId) return false;
+      await tx.delete('backend', serverId, found.version);
+      return true;
+    });
+    if (removed) this.#ctx.state.remove([serverId]);
+    return removed;
   }
 
   async delete(poolId: string, serverId: string, force: boolean) {

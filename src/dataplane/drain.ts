@@ -17,7 +17,7 @@ export interface DrainDeps {
   now: () => number;
   log: Logger;
   closeIdle(origin: string): void;
-  remove(backend: Backend): Promise<void>;
+  remove(backend: Backend): Promise<boolean>;
 }
 
 export class DrainSupervisor {
@@ -63,10 +63,17 @@ export class DrainSupervisor {
       const terminated = this.#deps.state.terminateAll(id);
       this.#deps.log.info({ server_id: id, terminated, timed_out: active > 0 }, 'drain complete; removing backend');
       this.#removing.add(id);
-      this.#draining.delete(id);
       this.#deps
         .remove(b)
-        .catch((err: unknown) => this.#deps.log.error({ err, server_id: id }, 'removing a drained backend failed'))
+        .then(
+          (removed) => {
+            // Removed, or re-enabled meanwhile (the next watch() says which drains remain).
+            if (this.#draining.get(id)?.backend === b) this.#draining.delete(id);
+            if (!removed) this.#deps.log.info({ server_id: id }, 'drain ended without removal: the backend left its drain');
+          },
+          // Kept in #draining: the next check tries again.
+          (err: unknown) => this.#deps.log.error({ err, server_id: id }, 'removing a drained backend failed; will retry'),
+        )
         .finally(() => this.#removing.delete(id));
     }
     if (this.#draining.size === 0 && this.#timer !== undefined) {

@@ -12,9 +12,13 @@ import { backendOrigin, compile, readConfig } from '../snapshot/compile.ts';
 import { EMPTY_SNAPSHOT, type ListenerRuntime, type PoolRuntime, type RuntimeSnapshot } from '../snapshot/snapshot.ts';
 import type { Store } from '../store/store.ts';
 import { forward, type ListenerView, type ProxyDeps } from './http/proxy.ts';
-import { tunnel } from './http/tunnel.ts';
+import { answerRaw, tunnel } from './http/tunnel.ts';
 import { Upstreams } from './http/upstreams.ts';
 import { DrainSupervisor } from './drain.ts';
+import { healthySince } from '../runtime/weight.ts';
+
+/** How often ramping (slow start) weights are pushed to the balancers. */
+const RAMP_TICK_MS = 250;
 
 interface Bound extends ListenerView {
   listener: Listener;
@@ -29,8 +33,11 @@ interface Bound extends ListenerView {
 }
 
 export interface DataPlaneOptions {
-  /** Removes a backend whose drain completed (zero connections, or its timeout passed). */
-  removeDrained(backend: Backend): Promise<void>;
+  /**
+   * Removes a backend whose drain completed (zero connections, or its timeout passed), unless it
+   * left that drain meanwhile; resolves to whether it was removed.
+   */
+  removeDrained(backend: Backend): Promise<boolean>;
   now?: () => number;
   random?: () => number;
 }
@@ -77,12 +84,7 @@ function hasRequestInFlight(socket: Socket): boolean {
 
 /** A reverse proxy is not a forward proxy: CONNECT tunnels are refused. */
 function refuseConnect(socket: Socket): void {
-  const id = requestId(undefined);
-  const body = `405 Method Not Allowed: CONNECT is not served by this listener (request id ${id})\n`;
-  socket.end(
-    `HTTP/1.1 405 Method Not Allowed\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\ncontent-type: text/plain; charset=utf-8\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`,
-  );
+  answerRaw(socket, 405, requestId(undefined), 'CONNECT is not served by this listener', 'allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n');
 }
 
 /**
@@ -110,6 +112,7 @@ export class ListenerManager implements DataPlaneControl {
   #snapshot: RuntimeSnapshot = EMPTY_SNAPSHOT;
   #desired = new Map<string, Listener>();
   #syncing: Promise<void> = Promise.resolve();
+  #rampTimer: NodeJS.Timeout | undefined;
   #stopped = false;
 
   constructor(store: Store, state: BackendState, log: Logger, options: DataPlaneOptions) {
@@ -164,6 +167,7 @@ export class ListenerManager implements DataPlaneControl {
     this.#upstreams.retain(this.#upstreamKeys(next, config.backends));
     await this.reconcile(config.listeners);
     this.#drains.watch(config.backends.filter((b) => b.admin_status === 'DRAINING'));
+    this.#watchRamps();
   }
 
   /** Upstream pools still needed: every backend a listener can reach, and draining ones that keep idle connections. */
@@ -186,9 +190,39 @@ export class ListenerManager implements DataPlaneControl {
     pool.balancer.update(index);
     const current = this.#snapshot.pools.get(pool.pool.pool_id);
     if (current === undefined || current === pool) return;
-    const id = pool.targets[index]!.id;
-    const i = current.targets.findIndex((t) => t.id === id);
-    if (i >= 0) current.balancer.update(i);
+    const i = current.index.get(pool.targets[index]!.id);
+    if (i !== undefined) current.balancer.update(i);
+  }
+
+  /**
+   * Slow start changes weights with nothing else happening: while any target ramps, balancers
+   * that order targets by weight are told every RAMP_TICK_MS, so a ramping backend's share grows
+   * as its weight does.
+   */
+  #tickRamps(): void {
+    const now = this.#now();
+    let ramping = false;
+    for (const pool of this.#snapshot.pools.values()) {
+      pool.targets.forEach((t, i) => {
+        if (t.plan.rampMs === 0) return;
+        const since = healthySince(t.plan, t.record.health);
+        if (since === null || now - since > t.plan.rampMs + RAMP_TICK_MS) return;
+        ramping = true;
+        pool.balancer.update(i);
+      });
+    }
+    if (!ramping) {
+      clearInterval(this.#rampTimer);
+      this.#rampTimer = undefined;
+    }
+  }
+
+  #watchRamps(): void {
+    const any = [...this.#snapshot.pools.values()].some((p) => p.targets.some((t) => t.plan.rampMs > 0));
+    if (any && this.#rampTimer === undefined) {
+      this.#rampTimer = setInterval(() => this.#tickRamps(), RAMP_TICK_MS);
+      this.#rampTimer.unref();
+    }
   }
 
   *#backendConnections(): Iterable<{ pool: string; backend: string; active: number }> {
@@ -292,6 +326,7 @@ export class ListenerManager implements DataPlaneControl {
       socket.destroy();
       return;
     }
+    socket.on('error', () => socket.destroy()); // the answer below may meet a reset
     const inFlight = hasRequestInFlight(socket);
     const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
     const status = timedOut ? 408 : 400;
@@ -348,6 +383,7 @@ export class ListenerManager implements DataPlaneControl {
   async stop(deadlineMs: number): Promise<void> {
     this.#stopped = true;
     this.#drains.stop();
+    clearInterval(this.#rampTimer);
     const bound = [...this.#bound.values()];
     this.#bound.clear();
     for (const b of bound) b.closing = true;

@@ -74,7 +74,8 @@ function compilePool(pool: Pool, backends: Backend[], deps: CompileDeps): PoolRu
     random: deps.random,
   });
   load.live();
-  return { pool, targets, balancer, hashKey: hashKeySource(pool), retries: pool.retries };
+  const index = new Map(targets.map((t, i) => [t.id, i]));
+  return { pool, targets, index, balancer, hashKey: hashKeySource(pool), retries: pool.retries };
 }
 
 export function compile(config: ConfigSet, deps: CompileDeps): RuntimeSnapshot {

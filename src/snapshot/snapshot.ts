@@ -28,6 +28,8 @@ export type HashKeySource = { kind: 'none' } | { kind: 'ip' } | { kind: 'header'
 export interface PoolRuntime {
   readonly pool: Pool;
   readonly targets: readonly BackendTarget[];
+  /** server_id → index in `targets`. */
+  readonly index: ReadonlyMap<string, number>;
   readonly balancer: Balancer;
   readonly hashKey: HashKeySource;
   /** Further backends a request may try after a failed connect. */

@@ -138,8 +138,14 @@ describe('drain', () => {
     const lb = await setupLb([slow, fast]);
     const path = `/api/v1/pools/${lb.poolId}/backends/${lb.backendIds[0]}`;
     try {
-      const inflight = get(`${lb.url}/hold`); // round robin: the first request goes to 'slow'
-      await arrival;
+      // Round robin starts anywhere: send until a request is held by 'slow' ('fast' answers at once).
+      let inflight: Promise<{ status: number; body: string }> | undefined;
+      for (let i = 0; i < 4 && inflight === undefined; i++) {
+        const sent = get(`${lb.url}/hold`);
+        const first = await Promise.race([sent.then(() => 'answered'), arrival.then(() => 'held')]);
+        if (first === 'held') inflight = sent;
+      }
+      assert.ok(inflight, 'a request reached the slow backend');
       const drain = await lb.api.post(`${path}/drain`, { timeout_seconds: 60, reason: 'test' });
       assert.equal(drain.status, 202);
       assert.equal(drain.body.active_connections, 1);
@@ -151,7 +157,7 @@ describe('drain', () => {
       for (let i = 0; i < 10; i++) assert.equal((await get(lb.url)).body, 'fast', 'no new request reaches a draining backend');
 
       release();
-      assert.deepEqual(await inflight, { status: 200, body: 'held' });
+      assert.deepEqual(await inflight!, { status: 200, body: 'held' });
       let gone = during;
       for (let i = 0; i < 50 && gone.status === 200; i++) {
         await new Promise((r) => setTimeout(r, 50));

@@ -14,6 +14,7 @@ import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
 import type { ListenerMetrics, Metrics } from '../../observability/metrics.ts';
 import { requestId } from '../../observability/request-id.ts';
+import type { Listener } from '../../model/listener.ts';
 import type { BackendTarget, ListenerRuntime, PoolRuntime } from '../../snapshot/snapshot.ts';
 import { clientAddress, downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import { pickTarget } from './pick.ts';
@@ -55,6 +56,7 @@ const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-
  * field, or an invalid one. Null when the head is fine.
  */
 export function headProblem(req: IncomingMessage): string | null {
+  if (req.httpVersionMajor !== 1) return `HTTP/${req.httpVersion} is not supported`;
   const raw = req.rawHeaders;
   let hosts = 0;
   for (let i = 0; i < raw.length; i += 2) {
@@ -69,6 +71,24 @@ export function headProblem(req: IncomingMessage): string | null {
 
 class BackendTimeout extends Error {
   readonly code = 'FULCRUM_BACKEND_TIMEOUT';
+}
+
+class InvalidResponse extends Error {
+  readonly code = 'FULCRUM_INVALID_RESPONSE';
+}
+
+/** A reason phrase node writes as it is (RFC 9112 §4: HTAB, SP, VCHAR). */
+const REASON = /^[\t\x20-\x7e]*$/;
+
+/** A 103's fields for node's writeEarlyHints, which wants one Link value per entry. */
+function earlyHints(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    if (name !== 'link') out[name] = value;
+    else out.link = (Array.isArray(value) ? value : [value]).flatMap((v) => v.split(/,\s*(?=<)/));
+  }
+  return out;
 }
 
 function errorCode(err: Error): string {
@@ -121,7 +141,11 @@ export function countBytes(socket: Socket | null, m: ListenerMetrics): void {
 class Exchange implements Dispatcher.DispatchHandler {
   readonly #deps: ProxyDeps;
   readonly #view: ListenerView;
+  /** The listener as the request found it: its timeouts hold for the whole exchange. */
+  readonly #listener: Listener;
   readonly #pool: PoolRuntime;
+  /** The request target in origin-form. */
+  readonly #path: string;
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
   readonly #id: string;
@@ -147,13 +171,15 @@ class Exchange implements Dispatcher.DispatchHandler {
    */
   #timer: NodeJS.Timeout | undefined;
   #timedOut = false;
-  /** The client is not reading: the backend's silence is then not the backend's fault. */
-  #paused = false;
+  /** Since when the client has not been reading (ms, performance clock); 0 while it reads. */
+  #pausedAt = 0;
 
-  constructor(deps: ProxyDeps, view: ListenerView, pool: PoolRuntime, req: IncomingMessage, res: ServerResponse) {
+  constructor(deps: ProxyDeps, view: ListenerView, pool: PoolRuntime, req: IncomingMessage, res: ServerResponse, path: string) {
     this.#deps = deps;
     this.#view = view;
+    this.#listener = view.runtime.listener;
     this.#pool = pool;
+    this.#path = path;
     this.#req = req;
     this.#res = res;
     this.#id = requestId(req.headers['x-request-id']);
@@ -176,7 +202,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     target.record.connections.add(this.#terminate);
     this.#deps.loadChanged(this.#pool, index);
 
-    const listener = this.#view.runtime.listener;
+    const listener = this.#listener;
     this.#headers ??= upstreamRequestHeaders(this.#req, {
       clientIp: this.#clientIp,
       proto: 'http',
@@ -185,9 +211,17 @@ class Exchange implements Dispatcher.DispatchHandler {
     });
     this.#dispatchedAt = performance.now();
     this.#timedOut = false;
-    this.#deps.upstreams.get(target.origin, listener.timeouts.connect_ms).dispatch(
+    let upstream;
+    try {
+      upstream = this.#deps.upstreams.get(target.origin, listener.timeouts.connect_ms);
+    } catch (err) {
+      // An address undici cannot reach at all: this backend fails, another may not.
+      this.onResponseError(undefined, err as Error);
+      return;
+    }
+    upstream.dispatch(
       {
-        path: this.#req.url!,
+        path: this.#path,
         method: this.#req.method!,
         headers: this.#headers,
         body: this.#hasBody ? this.#req : null,
@@ -202,7 +236,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   /** The whole request reached the backend: from now on it has backend_ms to answer. */
   onRequestSent(): void {
-    if (!this.#done && this.#status === 0) this.#timer = setTimeout(this.#onTimeout, this.#view.runtime.listener.timeouts.backend_ms);
+    if (!this.#done && this.#status === 0 && this.#timer === undefined) this.#timer = setTimeout(this.#onTimeout, this.#listener.timeouts.backend_ms);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -211,26 +245,42 @@ class Exchange implements Dispatcher.DispatchHandler {
     else if (this.#timedOut) controller.abort(new BackendTimeout('backend timeout'));
   }
 
-  onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     const res = this.#res;
     if (status < 200) {
-      // Interim responses pass through (RFC 9110 §15.2); 100 Continue was already Fulcrum's to send.
-      if (status === 103) res.writeEarlyHints(headers as Record<string, string | string[]>);
-      else if (status === 102) res.writeProcessing();
+      // Interim responses pass through (RFC 9110 §15.2) to HTTP/1.1 clients; 100 Continue was
+      // already Fulcrum's to send. Hints are optional: one node cannot write is dropped.
+      if (this.#req.httpVersionMinor < 1) return;
+      try {
+        if (status === 103) res.writeEarlyHints(earlyHints(headers));
+        else if (status === 102) res.writeProcessing();
+      } catch {
+        // not forwarded
+      }
       return;
     }
-    this.#timer?.refresh(); // from now on: silence between body chunks
-    this.#status = status;
+    // From now on the timer bounds silence between body chunks (armed here when the backend
+    // answered before the whole request was sent).
+    if (this.#timer === undefined) this.#timer = setTimeout(this.#onTimeout, this.#listener.timeouts.backend_ms);
+    else this.#timer.refresh();
+    this.#latency = performance.now() - this.#dispatchedAt;
     const out = downstreamResponseHeaders(headers);
     if (this.#view.closing) out.push('connection', 'close');
-    res.writeHead(status, statusMessage || undefined, out);
-    this.#latency = performance.now() - this.#dispatchedAt;
+    try {
+      // The backend's reason phrase only when it is plain text node can write; else node's own.
+      res.writeHead(status, statusMessage !== undefined && REASON.test(statusMessage) ? statusMessage : undefined, out);
+    } catch (err) {
+      // A head node refuses to write (an invalid field): nothing was sent yet, so a clean 502.
+      controller.abort(new InvalidResponse((err as Error).message));
+      return;
+    }
+    this.#status = status;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#timer?.refresh();
     if (!this.#res.write(chunk)) {
-      this.#paused = true;
+      this.#pausedAt = performance.now();
       controller.pause();
       this.#res.once('drain', this.#resume);
     }
@@ -242,8 +292,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#finish(this.#status, this.#status >= 500);
   }
 
-  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+  onResponseError(_c: Dispatcher.DispatchController | undefined, err: Error): void {
     clearTimeout(this.#timer);
+    this.#timer = undefined;
     const code = errorCode(err);
     if (REQUEST_ERRORS.has(code)) {
       // Refused before it left: nothing to hold against the backend, nothing to retry.
@@ -262,13 +313,14 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     this.#lastError = code;
     if (TIMEOUT_ERRORS.has(code)) {
-      this.#fail(504, `backend ${this.#target!.id} did not answer within ${this.#view.runtime.listener.timeouts.backend_ms} ms`);
+      this.#fail(504, `backend ${this.#target!.id} did not answer within ${this.#listener.timeouts.backend_ms} ms`);
       return;
     }
     if (this.#retryable(code)) {
       (this.#tried ??= new Set()).add(this.#index);
       this.#target = undefined;
       this.#controller = undefined;
+      this.#status = 0;
       this.start();
       return;
     }
@@ -310,13 +362,27 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   readonly #onTimeout = (): void => {
-    if (this.#paused) return; // re-armed on resume
+    if (this.#pausedAt !== 0) {
+      // The client is not reading. It has the listener's idle_ms to start again, then it is cut.
+      const waited = performance.now() - this.#pausedAt;
+      const idle = this.#listener.timeouts.idle_ms;
+      if (waited < idle) {
+        this.#timer = setTimeout(this.#onTimeout, idle - waited);
+        return;
+      }
+      this.#done = true;
+      this.#controller?.abort(new Error('client stopped reading'));
+      this.#release(false, 0, false);
+      this.#res.destroy();
+      this.#record(this.#status);
+      return;
+    }
     this.#timedOut = true;
     this.#controller?.abort(new BackendTimeout('backend timeout'));
   };
 
   readonly #resume = (): void => {
-    this.#paused = false;
+    this.#pausedAt = 0;
     this.#timer?.refresh();
     this.#controller?.resume();
   };
@@ -326,8 +392,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.#done) return;
     this.#done = true;
     clearTimeout(this.#timer);
+    // Released first, unmeasured: the client's patience says nothing about the backend's speed.
+    this.#release(false, 0, false);
     this.#controller?.abort(new Error('client closed the connection'));
-    this.#release(false, performance.now() - this.#dispatchedAt);
     this.#record(499);
   };
 
@@ -349,6 +416,24 @@ function answer(deps: ProxyDeps, view: ListenerView, req: IncomingMessage, res: 
   countBytes(req.socket, view.metrics);
 }
 
+/**
+ * The request target in origin-form (`/path?query`), as backends are sent it. An absolute-form
+ * target (RFC 9112 §3.2.2) must name the same authority as Host, which is what Fulcrum checked
+ * and forwards; null when it does not, or is not a URL.
+ */
+export function originForm(req: IncomingMessage): string | null {
+  const target = req.url!;
+  if (target.startsWith('/')) return target;
+  let url: URL;
+  try {
+    url = new URL(target);
+  } catch {
+    return null;
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.host.toLowerCase() !== (req.headers.host ?? '').toLowerCase()) return null;
+  return `${url.pathname}${url.search}`;
+}
+
 /** Handles one request on an HTTP listener. */
 export function forward(deps: ProxyDeps, view: ListenerView, req: IncomingMessage, res: ServerResponse): void {
   const problem = headProblem(req);
@@ -361,7 +446,9 @@ export function forward(deps: ProxyDeps, view: ListenerView, req: IncomingMessag
     res.end();
     return;
   }
+  const path = originForm(req);
+  if (path === null) return answer(deps, view, req, res, 400, 'the request target must be a path, or an absolute URL naming the Host');
   const pool = view.runtime.pool;
   if (pool === null) return answer(deps, view, req, res, 503, 'the listener has no default pool');
-  new Exchange(deps, view, pool, req, res).start();
+  new Exchange(deps, view, pool, req, res, path).start();
 }

@@ -1,9 +1,11 @@
 /**
  * WebSocket (and any `Upgrade`) handshakes: the request head is re-sent to a backend over a fresh
- * connection, and from then on bytes pass both ways untouched — the backend's 101 (or its
- * refusal) included. A tunnel belongs to its backend, not to a configuration revision: it stays
- * open across every change that does not remove that backend, and closes after the listener's
- * idle timeout only when no byte moved either way.
+ * connection. Only once the backend answers `101 Switching Protocols` do bytes pass both ways
+ * untouched; any other answer is relayed to the client and nothing more the client sends reaches
+ * the backend (else a refused upgrade would open a raw channel past every check). A tunnel belongs
+ * to its backend, not to a configuration revision: it stays open across every change that does
+ * not remove that backend, and closes after the listener's idle timeout only when no byte moved
+ * either way.
  */
 import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
@@ -12,14 +14,26 @@ import { requestId } from '../../observability/request-id.ts';
 import type { PoolRuntime } from '../../snapshot/snapshot.ts';
 import { clientAddress, upstreamRequestHeaders } from './headers.ts';
 import { pickTarget } from './pick.ts';
-import { countBytes, type ListenerView, type ProxyDeps } from './proxy.ts';
+import { countBytes, headProblem, type ListenerView, originForm, type ProxyDeps } from './proxy.ts';
 
-function rawProblem(socket: Socket, status: number, id: string, reason: string): void {
-  const title = status === 502 ? 'Bad Gateway' : status === 503 ? 'Service Unavailable' : 'Bad Request';
+/** How long a refused client has to read Fulcrum's answer before its socket is closed. */
+const LINGER_MS = 5_000;
+
+const TITLES: Record<number, string> = { 400: 'Bad Request', 405: 'Method Not Allowed', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+
+/**
+ * Answers on a socket node:http handed over (upgrade, CONNECT) and closes it: the socket is read
+ * (and discarded) so the client's close is seen, and cut after a grace period if it never comes.
+ */
+export function answerRaw(socket: Socket, status: number, id: string, reason: string, extra = ''): void {
+  const title = TITLES[status] ?? 'Error';
   const body = `${status} ${title}: ${reason} (request id ${id})\n`;
+  socket.on('error', () => socket.destroy());
+  socket.resume();
+  socket.setTimeout(LINGER_MS, () => socket.destroy());
   socket.end(
     `HTTP/1.1 ${status} ${title}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `x-request-id: ${id}\r\n${status === 503 ? 'retry-after: 1\r\n' : ''}connection: close\r\n\r\n${body}`,
+      `x-request-id: ${id}\r\n${status === 503 ? 'retry-after: 1\r\n' : ''}${extra}connection: close\r\n\r\n${body}`,
   );
 }
 
@@ -35,26 +49,29 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
   const pool: PoolRuntime | null = view.runtime.pool;
   const listener = view.runtime.listener;
   client.on('error', () => client.destroy());
+  // Nothing from the client goes anywhere until the backend has agreed to switch protocols.
+  client.pause();
   const done = (pool: string, backend: string, status: number) => {
     deps.metrics.request(view.metrics, pool, backend, status, (performance.now() - started) / 1000);
     countBytes(client, view.metrics);
   };
   // What passes through the tunnel after the handshake counts too, once it closes.
   client.once('close', () => countBytes(client, view.metrics));
+  const refuse = (status: number, reason: string, poolId = pool?.pool.pool_id ?? 'none', backend = 'none') => {
+    answerRaw(client, status, id, reason);
+    done(poolId, backend, status);
+  };
 
-  if (!/^websocket$/i.test(req.headers.upgrade ?? '')) {
-    rawProblem(client, 400, id, `upgrade to '${req.headers.upgrade}' is not supported`);
-    done(pool?.pool.pool_id ?? 'none', 'none', 400);
-    return;
-  }
-  if (pool === null) {
-    rawProblem(client, 503, id, 'the listener has no default pool');
-    done('none', 'none', 503);
-    return;
-  }
+  const problem = headProblem(req);
+  if (problem !== null) return refuse(400, problem);
+  const path = originForm(req);
+  if (path === null) return refuse(400, 'the request target must be a path, or an absolute URL naming the Host');
+  if (!/^websocket$/i.test(req.headers.upgrade ?? '')) return refuse(400, `upgrade to '${req.headers.upgrade}' is not supported`);
+  if (pool === null) return refuse(503, 'the listener has no default pool');
+
   const clientIp = clientAddress(client.remoteAddress);
   const headers = upstreamRequestHeaders(req, { clientIp, proto: 'http', port: listener.port, requestId: id }, true);
-  let requestHead = `${req.method} ${req.url} HTTP/1.1\r\n`;
+  let requestHead = `${req.method} ${path} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) requestHead += `${headers[i]}: ${headers[i + 1]}\r\n`;
   requestHead += '\r\n';
 
@@ -63,9 +80,8 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
   const attempt = (): void => {
     const index = pickTarget(pool, req, clientIp, tried);
     if (index < 0) {
-      const status = tried === undefined ? 503 : 502;
-      rawProblem(client, status, id, tried === undefined ? 'no usable backend' : `backend failed (${lastError})`);
-      done(pool.pool.pool_id, 'none', status);
+      if (tried === undefined) refuse(503, 'no usable backend');
+      else refuse(502, `backend failed (${lastError})`);
       return;
     }
     const target = pool.targets[index]!;
@@ -77,49 +93,53 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
     let connected = false;
     target.record.connections.add(terminate);
     deps.loadChanged(pool, index);
-    const release = () => {
+    // Whatever way the upstream socket ends, its connection slot is free again.
+    upstream.once('close', () => {
       if (target.record.connections.delete(terminate)) deps.loadChanged(pool, index);
-    };
+    });
     upstream.setTimeout(listener.timeouts.connect_ms, () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })));
     upstream.on('error', (err: NodeJS.ErrnoException) => {
-      release();
       if (connected) {
         client.destroy();
         return;
       }
       lastError = err.code ?? err.message;
-      if ((tried?.size ?? 0) < pool.retries && !client.destroyed) {
+      target.record.observe(deps.now(), performance.now() - started, true);
+      if (client.destroyed) return;
+      if ((tried?.size ?? 0) < pool.retries) {
         (tried ??= new Set()).add(index);
         attempt();
         return;
       }
-      rawProblem(client, 502, id, `backend ${target.id} failed (${lastError})`);
-      target.record.observe(deps.now(), performance.now() - started, true);
-      done(pool.pool.pool_id, target.id, 502);
+      refuse(502, `backend ${target.id} failed (${lastError})`, pool.pool.pool_id, target.id);
     });
     upstream.once('connect', () => {
       connected = true;
       upstream.setTimeout(0);
       if (client.destroyed) {
-        terminate();
-        release();
+        upstream.destroy();
         return;
       }
       upstream.write(requestHead);
-      if (head.length > 0) upstream.write(head);
       upstream.once('data', (first: Buffer) => {
         const status = statusOf(first);
         target.record.observe(deps.now(), performance.now() - started, status >= 500 || status === 0);
         done(pool.pool.pool_id, target.id, status);
+        if (status === 101) {
+          // Switched: from here on both directions are the application's.
+          if (head.length > 0) upstream.write(head);
+          client.pipe(upstream);
+          client.resume();
+        } else {
+          // Refused: the answer goes to the client; the client's further bytes go nowhere.
+          client.on('data', () => {});
+          client.resume();
+        }
       });
       upstream.pipe(client);
-      client.pipe(upstream);
       // Idle only when nothing moves either way: writes to the client count as activity too.
       client.setTimeout(listener.timeouts.idle_ms, terminate);
-      upstream.on('close', () => {
-        release();
-        client.destroy();
-      });
+      // An end from either side is passed on (pipe does it); a close without one cuts both.
       client.on('close', () => upstream.destroy());
     });
   };
