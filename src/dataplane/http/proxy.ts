@@ -165,11 +165,15 @@ class Exchange implements Dispatcher.DispatchHandler {
   #latency = 0;
   /**
    * backend_ms: from the request fully sent to the response head (connecting has connect_ms, an
-   * upload takes as long as it takes), then between body chunks. Fulcrum's own timer, one per
-   * exchange, re-armed with refresh(): undici's parser timers have about a second of resolution,
-   * and allocate a timer per request that lives long enough to burden the garbage collector.
+   * upload takes as long as it takes), then between body chunks; and idle_ms for a client that
+   * stopped reading. Fulcrum's own timer, one per exchange: undici's parser timers have about a
+   * second of resolution, and allocate a timer per request that lives long enough to burden the
+   * garbage collector. It fires at the shorter of the two limits and re-arms itself for what is
+   * left, so progress costs a clock read, not a timer operation.
    */
   #timer: NodeJS.Timeout | undefined;
+  /** When the backend last made progress (ms, performance clock). */
+  #activityAt = 0;
   #timedOut = false;
   /** Since when the client has not been reading (ms, performance clock); 0 while it reads. */
   #pausedAt = 0;
@@ -236,7 +240,13 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   /** The whole request reached the backend: from now on it has backend_ms to answer. */
   onRequestSent(): void {
-    if (!this.#done && this.#status === 0 && this.#timer === undefined) this.#timer = setTimeout(this.#onTimeout, this.#listener.timeouts.backend_ms);
+    if (!this.#done && this.#status === 0 && this.#timer === undefined) this.#arm();
+  }
+
+  #arm(): void {
+    const t = this.#listener.timeouts;
+    this.#activityAt = performance.now();
+    this.#timer = setTimeout(this.#onTimeout, Math.min(t.backend_ms, t.idle_ms));
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -261,8 +271,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     // From now on the timer bounds silence between body chunks (armed here when the backend
     // answered before the whole request was sent).
-    if (this.#timer === undefined) this.#timer = setTimeout(this.#onTimeout, this.#listener.timeouts.backend_ms);
-    else this.#timer.refresh();
+    if (this.#timer === undefined) this.#arm();
+    else this.#activityAt = performance.now();
     this.#latency = performance.now() - this.#dispatchedAt;
     const out = downstreamResponseHeaders(headers);
     if (this.#view.closing) out.push('connection', 'close');
@@ -278,7 +288,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.#timer?.refresh();
+    this.#activityAt = performance.now();
     if (!this.#res.write(chunk)) {
       this.#pausedAt = performance.now();
       controller.pause();
@@ -362,12 +372,13 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   readonly #onTimeout = (): void => {
+    const now = performance.now();
+    const t = this.#listener.timeouts;
     if (this.#pausedAt !== 0) {
       // The client is not reading. It has the listener's idle_ms to start again, then it is cut.
-      const waited = performance.now() - this.#pausedAt;
-      const idle = this.#listener.timeouts.idle_ms;
-      if (waited < idle) {
-        this.#timer = setTimeout(this.#onTimeout, idle - waited);
+      const waited = now - this.#pausedAt;
+      if (waited < t.idle_ms) {
+        this.#timer = setTimeout(this.#onTimeout, t.idle_ms - waited);
         return;
       }
       this.#done = true;
@@ -377,13 +388,18 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.#record(this.#status);
       return;
     }
+    const silent = now - this.#activityAt;
+    if (silent < t.backend_ms) {
+      this.#timer = setTimeout(this.#onTimeout, t.backend_ms - silent);
+      return;
+    }
     this.#timedOut = true;
     this.#controller?.abort(new BackendTimeout('backend timeout'));
   };
 
   readonly #resume = (): void => {
     this.#pausedAt = 0;
-    this.#timer?.refresh();
+    this.#activityAt = performance.now();
     this.#controller?.resume();
   };
 
