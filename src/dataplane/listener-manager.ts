@@ -15,6 +15,11 @@ import { forward, type ListenerView, type ProxyDeps } from './http/proxy.ts';
 import { answerRaw, tunnel } from './http/tunnel.ts';
 import { Upstreams } from './http/upstreams.ts';
 import { DrainSupervisor } from './drain.ts';
+import { effectiveHealthCheck } from '../control/backend-view.ts';
+import { type CheckedBackend, HealthChecker } from '../health/checker.ts';
+import { httpProbe } from '../health/probes/http.ts';
+import { tcpProbe } from '../health/probes/tcp.ts';
+import type { ConfigSet } from '../snapshot/compile.ts';
 import { healthySince } from '../runtime/weight.ts';
 
 /** How often ramping (slow start) weights are pushed to the balancers. */
@@ -82,6 +87,19 @@ function hasRequestInFlight(socket: Socket): boolean {
   return (socket as Socket & { _httpMessage?: unknown })._httpMessage != null;
 }
 
+/** Every backend with an enabled active check, and where to probe it. */
+function checkedBackends(config: ConfigSet): CheckedBackend[] {
+  const pools = new Map(config.pools.map((p) => [p.pool_id, p]));
+  const out: CheckedBackend[] = [];
+  for (const b of config.backends) {
+    const pool = pools.get(b.pool_id);
+    const check = pool ? effectiveHealthCheck(pool, b) : null;
+    if (!check?.enabled) continue;
+    out.push({ serverId: b.server_id, target: { host: b.ip_address ?? b.hostname!, port: check.port ?? b.port }, check });
+  }
+  return out;
+}
+
 /** A reverse proxy is not a forward proxy: CONNECT tunnels are refused. */
 function refuseConnect(socket: Socket): void {
   answerRaw(socket, 405, requestId(undefined), 'CONNECT is not served by this listener', 'allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n');
@@ -105,6 +123,7 @@ export class ListenerManager implements DataPlaneControl {
   readonly #retiredBounds = new Set<Bound>();
   readonly #upstreams = new Upstreams();
   readonly #drains: DrainSupervisor;
+  readonly #health: HealthChecker;
   readonly #proxy: ProxyDeps;
   readonly #now: () => number;
   readonly #random: () => number;
@@ -131,6 +150,14 @@ export class ListenerManager implements DataPlaneControl {
       log,
       closeIdle: (origin) => this.#upstreams.closeOrigin(origin),
       remove: options.removeDrained,
+    });
+    this.#health = new HealthChecker({
+      state,
+      probes: { TCP: tcpProbe, HTTP: httpProbe, HTTPS: httpProbe },
+      now: this.#now,
+      random: this.#random,
+      log,
+      changed: (serverId) => this.#healthChanged(serverId),
     });
     this.#proxy = {
       upstreams: this.#upstreams,
@@ -167,6 +194,16 @@ export class ListenerManager implements DataPlaneControl {
     this.#upstreams.retain(this.#upstreamKeys(next, config.backends));
     await this.reconcile(config.listeners);
     this.#drains.watch(config.backends.filter((b) => b.admin_status === 'DRAINING'));
+    this.#health.sync(checkedBackends(config));
+    this.#watchRamps();
+  }
+
+  /** A backend turned healthy or unhealthy: every pool holding it re-reads its weight. */
+  #healthChanged(serverId: string): void {
+    for (const pool of this.#snapshot.pools.values()) {
+      const i = pool.index.get(serverId);
+      if (i !== undefined) pool.balancer.update(i);
+    }
     this.#watchRamps();
   }
 
@@ -383,6 +420,7 @@ export class ListenerManager implements DataPlaneControl {
   async stop(deadlineMs: number): Promise<void> {
     this.#stopped = true;
     this.#drains.stop();
+    this.#health.stop();
     clearInterval(this.#rampTimer);
     const bound = [...this.#bound.values()];
     this.#bound.clear();

@@ -15,6 +15,28 @@ export interface HealthFacts {
   lastCheck: number | null;
 }
 
+/** One active check of a backend, as the API reports it. */
+export interface CheckOutcome {
+  at: number;
+  durationMs: number;
+  ok: boolean;
+  statusCode?: number;
+  bodyMatched?: boolean;
+  error?: string;
+}
+
+/** A change of health state, with why. */
+export interface HealthTransition {
+  at: number;
+  from: HealthState;
+  to: HealthState;
+  reason: string;
+  error?: string;
+}
+
+/** Transitions kept per backend: enough to see flapping, bounded so memory is too. */
+const MAX_TRANSITIONS = 50;
+
 /** Closes one tracked connection at once. */
 export type Terminate = () => void;
 
@@ -30,6 +52,12 @@ export class BackendRecord {
   /** Exponentially weighted moving average of response time, ms; 0 until measured. */
   latencyMs = 0;
   readonly traffic = new TrafficWindow();
+  /** Consecutive passes and failures of the active check, and its last outcome. */
+  consecutiveSuccesses = 0;
+  consecutiveFailures = 0;
+  lastCheck: CheckOutcome | undefined;
+  /** Newest last. */
+  readonly transitions: HealthTransition[] = [];
 
   constructor(id: string) {
     this.id = id;
@@ -63,10 +91,24 @@ export class BackendState {
     return this.#records.get(serverId)?.health;
   }
 
-  setHealth(serverId: string, state: HealthState, at: number, lastCheck: number | null = at): void {
+  setHealth(serverId: string, state: HealthState, at: number, lastCheck: number | null = at, reason?: string, error?: string): void {
     const r = this.record(serverId);
     const prev = r.health;
     r.health = { state, since: prev && prev.state === state ? prev.since : at, lastCheck };
+    if (reason !== undefined && prev?.state !== state) {
+      r.transitions.push({ at, from: prev?.state ?? 'UNKNOWN', to: state, reason, ...(error !== undefined ? { error } : {}) });
+      if (r.transitions.length > MAX_TRANSITIONS) r.transitions.shift();
+    }
+  }
+
+  /** The backend is no longer checked: it goes back to what its configuration alone says. */
+  clearHealth(serverId: string): void {
+    const r = this.#records.get(serverId);
+    if (!r) return;
+    r.health = undefined;
+    r.consecutiveSuccesses = 0;
+    r.consecutiveFailures = 0;
+    r.lastCheck = undefined;
   }
 
   activeConnections(serverId: string): number {
