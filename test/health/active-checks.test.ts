@@ -117,3 +117,58 @@ describe('active health checks', () => {
     await r.text();
   });
 });
+
+describe('a backend killed under load', () => {
+  it('leaves the rotation within the threshold window with no client-visible error; it comes back after healthy_threshold passes', async (t) => {
+    const a = await startBackend('a');
+    let b = await startBackend('b');
+    t.after(() => Promise.all([a.close(), b.close()]));
+    const lb = await setupLb([a, b], { fulcrum, pool: { health_check: { protocol: 'TCP', ...FAST } } });
+    const pathB = `/api/v1/pools/${lb.poolId}/backends/${lb.backendIds[1]}`;
+    await waitForStatus(`/api/v1/pools/${lb.poolId}/backends/${lb.backendIds[0]}`, 'HEALTHY', 5000);
+    await waitForStatus(pathB, 'HEALTHY', 5000);
+
+    // ~100 GETs a second, each on its own schedule, for the whole test.
+    const failures: string[] = [];
+    const answers: { at: number; body: string }[] = [];
+    const inflight: Promise<void>[] = [];
+    const load = setInterval(() => {
+      inflight.push(
+        fetch(lb.url).then(
+          async (r) => {
+            const body = await r.text();
+            if (r.status !== 200) failures.push(`${r.status} ${body}`);
+            else answers.push({ at: Date.now(), body });
+          },
+          (err: Error) => void failures.push(err.message),
+        ),
+      );
+    }, 10);
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      await b.close(); // killed: in-flight requests end, new connects are refused
+      const killedAt = Date.now();
+      const down = await waitForStatus(pathB, 'UNHEALTHY', 6000);
+      assert.equal(down.view.status, 'UNHEALTHY');
+      const outAt = Date.now();
+      assert.ok(outAt - killedAt <= 3500, `out of rotation after ${outAt - killedAt} ms (interval 1 s × 2 + timeout 1 s)`);
+
+      // It comes back (on a new port, which the operator points the backend at): two passes return it.
+      b = await startBackend('b2');
+      const moved = await fulcrum.api.patch(pathB, { port: b.port });
+      assert.equal(moved.status, 200);
+      assert.equal(moved.body.status, 'UNHEALTHY', 'a new address starts counting afresh from the state reached');
+      const up = await waitForStatus(pathB, 'HEALTHY', 6000);
+      assert.equal(up.view.status, 'HEALTHY');
+      const backAt = Date.now();
+      await new Promise((r) => setTimeout(r, 300));
+      clearInterval(load);
+      await Promise.all(inflight);
+      assert.deepEqual(failures, [], 'connect failures were retried on the live backend: no client saw an error');
+      assert.ok(answers.some((x) => x.at > backAt && x.body === 'b2'), 'the revived backend takes traffic again');
+    } finally {
+      clearInterval(load);
+      await Promise.all(inflight);
+    }
+  });
+});
