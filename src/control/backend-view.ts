@@ -39,20 +39,20 @@ export interface BackendLive extends TrafficSummary {
  */
 export function liveView(pool: Pool, backend: Backend, state: BackendState, now: number): BackendLive {
   const plan = weightPlan(pool, backend);
-  const facts = state.health(backend.server_id);
-  const health = healthStatus(plan, facts);
-  const since = healthySince(plan, facts);
+  const record = state.record(backend.server_id);
+  const facts = record.health;
+  const health = healthStatus(plan, record, now);
+  const since = healthySince(plan, record, now);
 
   let status: BackendStatus;
   if (backend.admin_status === 'DISABLED') status = 'DISABLED';
   else if (backend.admin_status === 'DRAINING') status = 'DRAINING';
   else status = health;
 
-  const record = state.record(backend.server_id);
   return {
     status,
     health_check_status: !plan.checked ? 'NOT_CONFIGURED' : health === 'STARTING' ? 'UNKNOWN' : health === 'OFFLINE' ? 'UNHEALTHY' : health,
-    effective_weight: status === 'HEALTHY' ? effectiveWeight(plan, facts, now) : 0,
+    effective_weight: status === 'HEALTHY' ? effectiveWeight(plan, record, now) : 0,
     active_connections: record.active,
     ...record.traffic.summary(now),
     last_health_check: facts?.lastCheck ? isoSeconds(facts.lastCheck) : null,

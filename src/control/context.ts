@@ -6,6 +6,7 @@ import type { RandomSource } from './ids.ts';
 import { FulcrumError } from './errors.ts';
 import type { HostPort } from '../config/settings.ts';
 import { isoSeconds } from '../model/common.ts';
+import type { BreakerView } from '../runtime/circuit-breaker.ts';
 
 /** What the control plane needs of the data plane: apply config, try a bind, report listeners. */
 export interface DataPlaneControl {
@@ -14,6 +15,8 @@ export interface DataPlaneControl {
   /** Tries to bind address:port for `protocol` and releases it; rejects with the OS's reason. */
   probeBind(protocol: string, address: string, port: number): Promise<void>;
   listenerStatus(listenerId: string): { status: 'ACTIVE' | 'DISABLED' | 'ERROR' | 'PENDING'; message: string | null };
+  /** The pool's circuit breaker as it stands; null when the pool has none enabled. */
+  breakerView(poolId: string): BreakerView | null;
 }
 
 export interface Clock {

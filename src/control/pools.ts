@@ -1,5 +1,5 @@
 import type { Backend } from '../model/backend.ts';
-import { DEFAULT_SCOPE_ID } from '../model/common.ts';
+import { DEFAULT_SCOPE_ID, isoSeconds } from '../model/common.ts';
 import type { HealthCheck, HealthCheckInput } from '../model/health-check.ts';
 import type { Listener } from '../model/listener.ts';
 import type { LoadBalancer } from '../model/load-balancer.ts';
@@ -18,8 +18,12 @@ import { checkHealthCheck, resolveHealthCheck, slowerDetectionWarning } from './
 import { allocateId } from './ids.ts';
 
 export interface PoolView extends Pool {
-  status: 'ACTIVE';
+  /** ACTIVE while at least one backend can take a request; UNAVAILABLE when the pool answers 503. */
+  status: 'ACTIVE' | 'UNAVAILABLE';
+  status_message: string | null;
   backend_count: number;
+  usable_backends: number;
+  circuit_breaker_state: { state: string; opened_at: string | null; requests: number; error_rate_percent: number; slow_call_rate_percent: number } | null;
 }
 
 /** Domain rules over a whole pool, after defaults. */
@@ -57,8 +61,28 @@ export class PoolService {
   }
 
   async #view(pool: Pool): Promise<PoolView> {
-    const { total } = await this.#ctx.store.list('backend', { parentId: pool.pool_id, limit: 0 });
-    return { ...pool, status: 'ACTIVE', backend_count: total };
+    const backends = (await this.#ctx.store.list<Backend>('backend', { parentId: pool.pool_id })).items.map((r) => r.body);
+    const now = this.#ctx.clock.now();
+    // Usable: what the balancer may pick (enabled, healthy, weight above 0, below max_connections).
+    const usable = backends.filter((b) => {
+      if (b.admin_status !== 'ENABLED') return false;
+      const live = liveView(pool, b, this.#ctx.state, now);
+      const max = b.max_connections ?? pool.connection_limits.max_connections_per_backend ?? Infinity;
+      return live.status === 'HEALTHY' && live.effective_weight > 0 && live.active_connections < max;
+    }).length;
+    const breaker = this.#ctx.dataPlane.breakerView(pool.pool_id);
+    let message: string | null = null;
+    if (breaker?.state === 'OPEN') message = 'the circuit breaker is open: requests are answered 503 until it recovers';
+    else if (backends.length === 0) message = 'the pool has no backends: requests are answered 503';
+    else if (usable === 0) message = 'no backend is usable (none enabled, healthy and below its connection limit): requests are answered 503';
+    return {
+      ...pool,
+      status: message === null ? 'ACTIVE' : 'UNAVAILABLE',
+      status_message: message,
+      backend_count: backends.length,
+      usable_backends: usable,
+      circuit_breaker_state: breaker && { ...breaker, opened_at: breaker.opened_at === null ? null : isoSeconds(breaker.opened_at) },
+    };
   }
 
   async get(poolId: string): Promise<PoolView> {

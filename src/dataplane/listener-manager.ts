@@ -15,6 +15,8 @@ import { forward, type ListenerView, type ProxyDeps } from './http/proxy.ts';
 import { answerRaw, tunnel } from './http/tunnel.ts';
 import { Upstreams } from './http/upstreams.ts';
 import { DrainSupervisor } from './drain.ts';
+import { POOL_DEFAULTS } from '../model/pool.ts';
+import { type BreakerSettings, type BreakerView, CircuitBreakerState } from '../runtime/circuit-breaker.ts';
 import { effectiveHealthCheck } from '../control/backend-view.ts';
 import { type CheckedBackend, HealthChecker } from '../health/checker.ts';
 import { httpProbe } from '../health/probes/http.ts';
@@ -124,6 +126,8 @@ export class ListenerManager implements DataPlaneControl {
   readonly #upstreams = new Upstreams();
   readonly #drains: DrainSupervisor;
   readonly #health: HealthChecker;
+  /** Circuit breakers by pool identity: their state outlives revisions. */
+  readonly #breakers = new Map<string, CircuitBreakerState>();
   readonly #proxy: ProxyDeps;
   readonly #now: () => number;
   readonly #random: () => number;
@@ -143,6 +147,7 @@ export class ListenerManager implements DataPlaneControl {
     this.metrics = new Metrics({
       backendConnections: () => this.#backendConnections(),
       configVersion: () => Math.max(0, this.#snapshot.revision),
+      breakers: () => [...this.#breakers].map(([pool, b]) => ({ pool, state: b.state(this.#now()) })),
     });
     this.#drains = new DrainSupervisor({
       state,
@@ -167,6 +172,11 @@ export class ListenerManager implements DataPlaneControl {
     };
   }
 
+  /** A pool's circuit breaker as the API shows it; null when the pool has none enabled. */
+  breakerView(poolId: string): BreakerView | null {
+    return this.#breakers.get(poolId)?.view(this.#now()) ?? null;
+  }
+
   /** The snapshot the data plane serves now. */
   get snapshot(): RuntimeSnapshot {
     return this.#snapshot;
@@ -189,7 +199,22 @@ export class ListenerManager implements DataPlaneControl {
     if (this.#stopped) return;
     const config = await readConfig(this.#store);
     if (config.revision === this.#snapshot.revision) return;
-    const next = compile(config, { state: this.#state, now: this.#now, random: this.#random });
+    const breakers = new Set<string>();
+    const next = compile(config, {
+      state: this.#state,
+      now: this.#now,
+      random: this.#random,
+      breaker: (pool) => {
+        if (pool.circuit_breaker.enabled !== true) return null;
+        breakers.add(pool.pool_id);
+        const settings = { ...POOL_DEFAULTS.circuit_breaker, ...pool.circuit_breaker } as BreakerSettings;
+        const known = this.#breakers.get(pool.pool_id);
+        if (known) known.configure(settings);
+        else this.#breakers.set(pool.pool_id, new CircuitBreakerState(settings));
+        return this.#breakers.get(pool.pool_id)!;
+      },
+    });
+    for (const id of this.#breakers.keys()) if (!breakers.has(id)) this.#breakers.delete(id);
     this.#snapshot = next;
     this.#upstreams.retain(this.#upstreamKeys(next, config.backends));
     await this.reconcile(config.listeners);
@@ -242,7 +267,7 @@ export class ListenerManager implements DataPlaneControl {
     for (const pool of this.#snapshot.pools.values()) {
       pool.targets.forEach((t, i) => {
         if (t.plan.rampMs === 0) return;
-        const since = healthySince(t.plan, t.record.health);
+        const since = healthySince(t.plan, t.record, now);
         if (since === null || now - since > t.plan.rampMs + RAMP_TICK_MS) return;
         ramping = true;
         pool.balancer.update(i);

@@ -74,11 +74,13 @@ class Loop {
     if (result.ok) {
       record.consecutiveSuccesses++;
       record.consecutiveFailures = 0;
-      if (current !== 'HEALTHY' && record.consecutiveSuccesses >= check.healthy_threshold) {
-        state.setHealth(serverId, 'HEALTHY', now, now, `${record.consecutiveSuccesses} consecutive health check successes`);
+      // An active pass replaces a passive OFFLINE at once: active results override passive ones.
+      if (current !== 'HEALTHY' && (current === 'OFFLINE' || record.consecutiveSuccesses >= check.healthy_threshold)) {
+        const reason = current === 'OFFLINE' ? 'an active health check passed (overrides passive OFFLINE)' : `${record.consecutiveSuccesses} consecutive health check successes`;
+        state.setHealth(serverId, 'HEALTHY', now, now, reason);
         this.#deps.log.info({ server_id: serverId, from: current }, 'backend healthy');
         this.#deps.changed(serverId);
-      } else state.setHealth(serverId, current, now, now);
+      } else state.setHealth(serverId, current, now, now, undefined, undefined, record.health?.until);
     } else {
       record.consecutiveFailures++;
       record.consecutiveSuccesses = 0;
@@ -86,7 +88,7 @@ class Loop {
         state.setHealth(serverId, 'UNHEALTHY', now, now, `${record.consecutiveFailures} consecutive health check failures`, result.error);
         this.#deps.log.warn({ server_id: serverId, from: current, error: result.error }, 'backend unhealthy');
         this.#deps.changed(serverId);
-      } else state.setHealth(serverId, current, now, now);
+      } else state.setHealth(serverId, current, now, now, undefined, undefined, record.health?.until);
     }
     this.#schedule(this.#nextDelay());
   }

@@ -9,7 +9,11 @@ export interface MetricsSources {
   backendConnections(): Iterable<{ pool: string; backend: string; active: number }>;
   /** The configuration revision the data plane runs. */
   configVersion(): number;
+  /** Each enabled circuit breaker's state. */
+  breakers(): Iterable<{ pool: string; state: 'CLOSED' | 'OPEN' | 'HALF_OPEN' }>;
 }
+
+const BREAKER_VALUE = { CLOSED: 0, HALF_OPEN: 1, OPEN: 2 } as const;
 
 type CounterChild = ReturnType<Counter<string>['labels']>;
 type HistogramChild = ReturnType<Histogram<string>['labels']>;
@@ -66,6 +70,16 @@ export class Metrics {
       collect() {
         this.reset();
         for (const b of sources.backendConnections()) this.set({ pool: b.pool, backend: b.backend }, b.active);
+      },
+    });
+    new Gauge({
+      name: 'fulcrum_circuit_breaker_state',
+      help: 'Circuit breaker state per pool: 0 closed, 1 half-open, 2 open',
+      labelNames: ['pool'],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of sources.breakers()) this.set({ pool: b.pool }, BREAKER_VALUE[b.state]);
       },
     });
     new Gauge({

@@ -13,6 +13,18 @@ export interface HealthFacts {
   /** When `state` last changed (ms since epoch). */
   since: number;
   lastCheck: number | null;
+  /** OFFLINE (passive) ends by itself at this time (ms since epoch). */
+  until?: number;
+}
+
+/** An operator's forced status (health-override), until it expires or is cleared. */
+export interface HealthOverride {
+  state: 'HEALTHY' | 'UNHEALTHY';
+  /** ms since epoch */
+  until: number;
+  createdAt: number;
+  reason: string | null;
+  operator: string | null;
 }
 
 /** One active check of a backend, as the API reports it. */
@@ -58,6 +70,9 @@ export class BackendRecord {
   lastCheck: CheckOutcome | undefined;
   /** Newest last. */
   readonly transitions: HealthTransition[] = [];
+  override: HealthOverride | undefined;
+  /** Failures of live traffic in a row (passive detection). */
+  passiveFailures = 0;
 
   constructor(id: string) {
     this.id = id;
@@ -65,6 +80,16 @@ export class BackendRecord {
 
   get active(): number {
     return this.connections.size;
+  }
+
+  /** Records a health state; a change is kept with its reason (when one is given) and error. */
+  setHealth(state: HealthState, at: number, lastCheck: number | null = at, reason?: string, error?: string, until?: number): void {
+    const prev = this.health;
+    this.health = { state, since: prev && prev.state === state ? prev.since : at, lastCheck, ...(until !== undefined ? { until } : {}) };
+    if (reason !== undefined && prev?.state !== state) {
+      this.transitions.push({ at, from: prev?.state ?? 'UNKNOWN', to: state, reason, ...(error !== undefined ? { error } : {}) });
+      if (this.transitions.length > MAX_TRANSITIONS) this.transitions.shift();
+    }
   }
 
   /** A response finished (or failed) after `ms`; `failed` counts it as an error. */
@@ -91,14 +116,8 @@ export class BackendState {
     return this.#records.get(serverId)?.health;
   }
 
-  setHealth(serverId: string, state: HealthState, at: number, lastCheck: number | null = at, reason?: string, error?: string): void {
-    const r = this.record(serverId);
-    const prev = r.health;
-    r.health = { state, since: prev && prev.state === state ? prev.since : at, lastCheck };
-    if (reason !== undefined && prev?.state !== state) {
-      r.transitions.push({ at, from: prev?.state ?? 'UNKNOWN', to: state, reason, ...(error !== undefined ? { error } : {}) });
-      if (r.transitions.length > MAX_TRANSITIONS) r.transitions.shift();
-    }
+  setHealth(serverId: string, state: HealthState, at: number, lastCheck: number | null = at, reason?: string, error?: string, until?: number): void {
+    this.record(serverId).setHealth(state, at, lastCheck, reason, error, until);
   }
 
   /** The backend is no longer checked: it goes back to what its configuration alone says. */

@@ -9,11 +9,14 @@ import type { Backend } from '../model/backend.ts';
 import type { Listener } from '../model/listener.ts';
 import type { Pool } from '../model/pool.ts';
 import type { BackendState } from '../runtime/backend-state.ts';
+import type { CircuitBreakerState } from '../runtime/circuit-breaker.ts';
 import type { ReadView } from '../store/store.ts';
 import { type BackendTarget, type HashKeySource, type ListenerRuntime, type PoolRuntime, type RuntimeSnapshot, TargetLoad } from './snapshot.ts';
 
 export interface CompileDeps {
   state: BackendState;
+  /** The pool's circuit breaker, created or reconfigured for this revision; null when disabled. */
+  breaker(pool: Pool): CircuitBreakerState | null;
   now: () => number;
   random: () => number;
 }
@@ -75,7 +78,7 @@ function compilePool(pool: Pool, backends: Backend[], deps: CompileDeps): PoolRu
   });
   load.live();
   const index = new Map(targets.map((t, i) => [t.id, i]));
-  return { pool, targets, index, balancer, hashKey: hashKeySource(pool), retries: pool.retries };
+  return { pool, targets, index, balancer, hashKey: hashKeySource(pool), retries: pool.retries, breaker: deps.breaker(pool) };
 }
 
 export function compile(config: ConfigSet, deps: CompileDeps): RuntimeSnapshot {

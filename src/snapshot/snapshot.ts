@@ -9,6 +9,7 @@ import type { Backend } from '../model/backend.ts';
 import type { Listener } from '../model/listener.ts';
 import type { Pool } from '../model/pool.ts';
 import type { BackendRecord } from '../runtime/backend-state.ts';
+import type { CircuitBreakerState } from '../runtime/circuit-breaker.ts';
 import { effectiveWeight, type WeightPlan } from '../runtime/weight.ts';
 
 /** A backend that may take traffic in this revision (ENABLED; DISABLED and DRAINING are left out). */
@@ -34,6 +35,8 @@ export interface PoolRuntime {
   readonly hashKey: HashKeySource;
   /** Further backends a request may try after a failed connect. */
   readonly retries: number;
+  /** The pool's circuit breaker (runtime state kept across revisions); null when not enabled. */
+  readonly breaker: CircuitBreakerState | null;
 }
 
 export interface ListenerRuntime {
@@ -76,7 +79,7 @@ export class TargetLoad implements LoadSource {
   weight(i: number): number {
     const t = this.#targets[i]!;
     if (this.#building) return t.plan.weight;
-    return effectiveWeight(t.plan, t.record.health, this.#now());
+    return effectiveWeight(t.plan, t.record, this.#now());
   }
 
   active(i: number): number {

@@ -28,7 +28,8 @@ describe('pools API', () => {
     assert.equal(res.status, 201);
     const p = res.body;
     assert.equal(p.pool_id, 'pool-api-production');
-    assert.equal(p.status, 'ACTIVE');
+    assert.equal(p.status, 'UNAVAILABLE', 'no backends yet: it would answer 503');
+    assert.match(p.status_message, /no backends/);
     assert.equal(p.backend_count, 0);
     assert.match(p.created_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     assert.equal(p.version, 1);

@@ -16,6 +16,7 @@ import type { ListenerMetrics, Metrics } from '../../observability/metrics.ts';
 import { requestId } from '../../observability/request-id.ts';
 import type { Listener } from '../../model/listener.ts';
 import type { BackendTarget, ListenerRuntime, PoolRuntime } from '../../snapshot/snapshot.ts';
+import { countsAsPassiveFailure, passiveOutcome } from '../../health/passive.ts';
 import { clientAddress, downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import { pickTarget } from './pick.ts';
 import type { Upstreams } from './upstreams.ts';
@@ -274,6 +275,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.#timer === undefined) this.#arm();
     else this.#activityAt = performance.now();
     this.#latency = performance.now() - this.#dispatchedAt;
+    this.#passive(status === 503, 'status 503');
     const out = downstreamResponseHeaders(headers);
     if (this.#view.closing) out.push('connection', 'close');
     try {
@@ -312,6 +314,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       if (!this.#done) this.#fail(400, `the request cannot be forwarded: ${err.message}`);
       return;
     }
+    if (countsAsPassiveFailure(code)) this.#passive(true, code);
     this.#release(true, performance.now() - this.#dispatchedAt);
     if (this.#done) return; // the client left, or the backend was removed: nothing to answer
     if (this.#status !== 0 || this.#res.headersSent) {
@@ -365,7 +368,14 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#deps.loadChanged(this.#pool, this.#index);
   }
 
+  /** Live traffic's verdict on the current backend (passive health). */
+  #passive(failed: boolean, error: string): void {
+    const target = this.#target;
+    if (target && passiveOutcome(target.record, failed, error, this.#deps.now())) this.#deps.loadChanged(this.#pool, this.#index);
+  }
+
   #record(status: number): void {
+    this.#pool.breaker?.record(this.#deps.now(), status >= 500, performance.now() - this.#started);
     const m = this.#view.metrics;
     this.#deps.metrics.request(m, this.#pool.pool.pool_id, this.#target?.id ?? 'none', status, (performance.now() - this.#started) / 1000);
     countBytes(this.#req.socket, m);
@@ -466,5 +476,8 @@ export function forward(deps: ProxyDeps, view: ListenerView, req: IncomingMessag
   if (path === null) return answer(deps, view, req, res, 400, 'the request target must be a path, or an absolute URL naming the Host');
   const pool = view.runtime.pool;
   if (pool === null) return answer(deps, view, req, res, 503, 'the listener has no default pool');
+  if (pool.breaker !== null && !pool.breaker.allow(deps.now())) {
+    return answer(deps, view, req, res, 503, `the circuit breaker of pool ${pool.pool.pool_id} is open`);
+  }
   new Exchange(deps, view, pool, req, res, path).start();
 }

@@ -10,6 +10,7 @@
 import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { countsAsPassiveFailure, passiveOutcome } from '../../health/passive.ts';
 import { requestId } from '../../observability/request-id.ts';
 import type { PoolRuntime } from '../../snapshot/snapshot.ts';
 import { clientAddress, upstreamRequestHeaders } from './headers.ts';
@@ -105,6 +106,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
       }
       lastError = err.code ?? err.message;
       target.record.observe(deps.now(), performance.now() - started, true);
+      if (countsAsPassiveFailure(lastError) && passiveOutcome(target.record, true, lastError, deps.now())) deps.loadChanged(pool, index);
       if (client.destroyed) return;
       if ((tried?.size ?? 0) < pool.retries) {
         (tried ??= new Set()).add(index);

@@ -1,0 +1,34 @@
+/**
+ * Passive health (seed 001's Passive Health Monitor): live traffic is the probe. Refused
+ * connections, connect timeouts, invalid responses and 503s count as failures; three in a row mark
+ * the backend OFFLINE for 60 s, after which live traffic may try it again. Any other answer resets
+ * the count. An active check's next result replaces a passive OFFLINE (see health/checker.ts).
+ */
+import type { BackendRecord } from '../runtime/backend-state.ts';
+
+export const PASSIVE_THRESHOLD = 3;
+export const PASSIVE_OFFLINE_MS = 60_000;
+
+/** Error codes of a forwarding attempt that count against the backend. */
+const COUNTED = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'FULCRUM_INVALID_RESPONSE']);
+
+export function countsAsPassiveFailure(code: string): boolean {
+  return COUNTED.has(code) || code.startsWith('HPE_') || code === 'HTTPParserError';
+}
+
+/**
+ * One attempt's verdict. Returns true when the backend just went OFFLINE, so the caller can tell
+ * the balancers.
+ */
+export function passiveOutcome(record: BackendRecord, failed: boolean, error: string, now: number): boolean {
+  if (!failed) {
+    record.passiveFailures = 0;
+    return false;
+  }
+  if (++record.passiveFailures < PASSIVE_THRESHOLD) return false;
+  record.passiveFailures = 0;
+  const h = record.health;
+  if (h?.state === 'OFFLINE' && h.until !== undefined && now < h.until) return false;
+  record.setHealth('OFFLINE', now, h?.lastCheck ?? null, `${PASSIVE_THRESHOLD} consecutive failures of live traffic`, error, now + PASSIVE_OFFLINE_MS);
+  return true;
+}
