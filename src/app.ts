@@ -7,6 +7,7 @@ import { ensureAdminToken } from './api/auth.ts';
 import type { HostPort, ServerConfig } from './config/settings.ts';
 import { BackendService } from './control/backends.ts';
 import { type ControlContext, isoNow, systemClock, systemRandom } from './control/context.ts';
+import { HealthStatusService } from './control/health-status.ts';
 import { ListenerService } from './control/listeners.ts';
 import { LoadBalancerService } from './control/load-balancers.ts';
 import { PoolService } from './control/pools.ts';
@@ -67,6 +68,7 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
       backends,
       loadBalancers: new LoadBalancerService(ctx),
       listeners: new ListenerService(ctx),
+      health: new HealthStatusService(ctx),
     },
     metrics: dataPlane.metrics,
     readiness: () => {

@@ -17,6 +17,8 @@ export interface DataPlaneControl {
   listenerStatus(listenerId: string): { status: 'ACTIVE' | 'DISABLED' | 'ERROR' | 'PENDING'; message: string | null };
   /** The pool's circuit breaker as it stands; null when the pool has none enabled. */
   breakerView(poolId: string): BreakerView | null;
+  /** A backend's health changed outside the data plane (an override): balancers re-read it. */
+  healthChanged(serverId: string): void;
 }
 
 export interface Clock {

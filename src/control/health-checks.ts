@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { FieldProblem } from './errors.ts';
 import { HEALTH_CHECK_DEFAULTS, type HealthCheck, type HealthCheckInput } from '../model/health-check.ts';
 
@@ -29,6 +30,12 @@ export function checkHealthCheck(hc: HealthCheck, prefix: string): FieldProblem[
     if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
       problems.push({ field: `${prefix}headers.${name}`, reason: 'not a valid HTTP header name' });
     }
+  }
+  if (hc.protocol === 'DNS' && hc.dns_name === undefined) {
+    problems.push({ field: `${prefix}dns_name`, reason: 'required for DNS checks: the name to query' });
+  }
+  if (hc.expected_address !== undefined && isIP(hc.expected_address) === 0) {
+    problems.push({ field: `${prefix}expected_address`, reason: `'${hc.expected_address}' is not an IPv4 or IPv6 address` });
   }
   return problems;
 }

@@ -201,16 +201,23 @@ export class PoolService {
     const now = this.#ctx.clock.now();
     let healthy = 0;
     let unhealthy = 0;
+    let lastAt = 0;
+    const durations: number[] = [];
     for (const b of items) {
       const live = liveView(pool, b.body, this.#ctx.state, now);
       if (live.health_check_status === 'HEALTHY') healthy++;
       else if (live.health_check_status === 'UNHEALTHY') unhealthy++;
+      const last = this.#ctx.state.record(b.id).lastCheck;
+      if (last) {
+        lastAt = Math.max(lastAt, last.at);
+        durations.push(last.durationMs);
+      }
     }
+    const avg = durations.length === 0 ? null : Math.round((durations.reduce((a, b) => a + b, 0) / durations.length) * 100) / 100;
     return {
       pool_id: poolId,
       health_check: pool.health_check,
-      // The checker that fills the timing stats arrives with active health checking.
-      stats: { last_check_time: null, healthy_backends: healthy, unhealthy_backends: unhealthy, avg_check_duration_ms: null },
+      stats: { last_check_time: lastAt === 0 ? null : isoSeconds(lastAt), healthy_backends: healthy, unhealthy_backends: unhealthy, avg_check_duration_ms: avg },
       version: found.version,
     };
   }

@@ -223,6 +223,10 @@ export class ListenerManager implements DataPlaneControl {
     this.#watchRamps();
   }
 
+  healthChanged(serverId: string): void {
+    this.#healthChanged(serverId);
+  }
+
   /** A backend turned healthy or unhealthy: every pool holding it re-reads its weight. */
   #healthChanged(serverId: string): void {
     for (const pool of this.#snapshot.pools.values()) {

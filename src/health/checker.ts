@@ -68,7 +68,7 @@ class Loop {
     if (this.#stopped) return;
     const { state } = this.#deps;
     const record = state.record(serverId);
-    record.lastCheck = { at: started, durationMs: Math.round((performance.now() - t0) * 100) / 100, ...result };
+    record.checked({ at: started, durationMs: Math.round((performance.now() - t0) * 100) / 100, ...result });
     const current = record.health?.state ?? 'UNKNOWN';
     const now = this.#deps.now();
     if (result.ok) {

@@ -78,7 +78,23 @@ export const DrainRequest = Strict({
 });
 export type DrainRequest = Static<typeof DrainRequest>;
 
-export const BACKEND_DEFAULTS = { weight: 100, drain_timeout_seconds: 300 } as const;
+/** POST …/health-override (seed 000 §3). */
+export const HealthOverrideRequest = Strict({
+  status: StringEnum(['HEALTHY', 'UNHEALTHY'] as const),
+  reason: Type.Optional(Type.String({ maxLength: 1024 })),
+  duration_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 604_800, description: 'Default 3600; at most a week' })),
+  operator: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+});
+export type HealthOverrideRequest = Static<typeof HealthOverrideRequest>;
+
+/** GET …/health-check/results */
+export const HealthResultsQuery = Strict({
+  include_history: Type.Optional(Type.Boolean()),
+  history_minutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1440 })),
+});
+export type HealthResultsQuery = Static<typeof HealthResultsQuery>;
+
+export const BACKEND_DEFAULTS = { weight: 100, drain_timeout_seconds: 300, override_seconds: 3600 } as const;
 
 export interface Drain {
   drain_id: string;

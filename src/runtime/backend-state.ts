@@ -49,6 +49,9 @@ export interface HealthTransition {
 /** Transitions kept per backend: enough to see flapping, bounded so memory is too. */
 const MAX_TRANSITIONS = 50;
 
+/** Check outcomes kept per backend for the history aggregates: a day at one check a minute, an hour at one a second. */
+const MAX_HISTORY = 4096;
+
 /** Closes one tracked connection at once. */
 export type Terminate = () => void;
 
@@ -68,6 +71,8 @@ export class BackendRecord {
   consecutiveSuccesses = 0;
   consecutiveFailures = 0;
   lastCheck: CheckOutcome | undefined;
+  /** Recent check outcomes, oldest first, at most MAX_HISTORY. */
+  readonly history: CheckOutcome[] = [];
   /** Newest last. */
   readonly transitions: HealthTransition[] = [];
   override: HealthOverride | undefined;
@@ -80,6 +85,13 @@ export class BackendRecord {
 
   get active(): number {
     return this.connections.size;
+  }
+
+  /** Records one active check's outcome as the latest and in the bounded history. */
+  checked(outcome: CheckOutcome): void {
+    this.lastCheck = outcome;
+    this.history.push(outcome);
+    if (this.history.length > MAX_HISTORY) this.history.splice(0, this.history.length - MAX_HISTORY);
   }
 
   /** Records a health state; a change is kept with its reason (when one is given) and error. */
@@ -128,6 +140,7 @@ export class BackendState {
     r.consecutiveSuccesses = 0;
     r.consecutiveFailures = 0;
     r.lastCheck = undefined;
+    r.history.length = 0;
   }
 
   activeConnections(serverId: string): number {

@@ -1,12 +1,13 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type, type Static } from 'typebox';
-import { BACKEND_STATUSES, BackendCreate, BackendPatch, DrainRequest } from '../../model/backend.ts';
+import { BACKEND_STATUSES, BackendCreate, BackendPatch, DrainRequest, HealthOverrideRequest, HealthResultsQuery } from '../../model/backend.ts';
 import { ForceQuery, Paging, Strict, StringEnum } from '../../model/common.ts';
 import { HealthCheckInput } from '../../model/health-check.ts';
 import { ListenerCreate, ListenerPatch } from '../../model/listener.ts';
 import { LoadBalancerCreate, LoadBalancerPatch } from '../../model/load-balancer.ts';
 import { AlgorithmUpdate, PoolCreate, PoolPatch } from '../../model/pool.ts';
 import type { BackendService } from '../../control/backends.ts';
+import type { HealthStatusService } from '../../control/health-status.ts';
 import type { ListenerService } from '../../control/listeners.ts';
 import type { LoadBalancerService } from '../../control/load-balancers.ts';
 import type { PoolService } from '../../control/pools.ts';
@@ -16,6 +17,7 @@ export interface NativeServices {
   backends: BackendService;
   loadBalancers: LoadBalancerService;
   listeners: ListenerService;
+  health: HealthStatusService;
 }
 
 const Id = Type.String({ minLength: 1, maxLength: 128 });
@@ -37,6 +39,23 @@ function ifMatch(headers: Record<string, string | string[] | undefined>): string
 }
 
 export function registerNativeRoutes(api: FastifyInstance, s: NativeServices): void {
+  // ── Health results and overrides ───────────────────────────────────────────────────────
+  api.get<{ Params: Static<typeof PoolParams>; Querystring: Static<typeof HealthResultsQuery> }>(
+    '/pools/:pool_id/health-check/results',
+    { schema: { tags: ['health'], params: PoolParams, querystring: HealthResultsQuery } },
+    async (req) => s.health.results(req.params.pool_id, req.query),
+  );
+  api.post<{ Params: Static<typeof BackendParams>; Body: Static<typeof HealthOverrideRequest> }>(
+    '/pools/:pool_id/backends/:server_id/health-override',
+    { schema: { tags: ['health'], params: BackendParams, body: HealthOverrideRequest } },
+    async (req) => s.health.override(req.params.pool_id, req.params.server_id, req.body),
+  );
+  api.delete<{ Params: Static<typeof BackendParams> }>(
+    '/pools/:pool_id/backends/:server_id/health-override',
+    { schema: { tags: ['health'], params: BackendParams } },
+    async (req) => s.health.clearOverride(req.params.pool_id, req.params.server_id),
+  );
+
   // ── Pools ──────────────────────────────────────────────────────────────────────────────
   api.post<{ Body: Static<typeof PoolCreate> }>('/pools', { schema: { tags: ['pools'], body: PoolCreate } }, async (req, reply) =>
     reply.status(201).send(etag(reply, await s.pools.create(req.body))),
