@@ -7,6 +7,7 @@ import { BACKEND_DEFAULTS, type Backend, type HealthOverrideRequest, type Health
 import { isoSeconds } from '../model/common.ts';
 import type { Pool } from '../model/pool.ts';
 import type { CheckOutcome } from '../runtime/backend-state.ts';
+import type { CheckHistory } from '../runtime/check-history.ts';
 import { liveView } from './backend-view.ts';
 import type { ControlContext } from './context.ts';
 import { notFound } from './errors.ts';
@@ -23,20 +24,10 @@ function lastCheck(c: CheckOutcome | undefined) {
   };
 }
 
-/** Aggregates over the checks of the last `minutes`. */
-function history(all: readonly CheckOutcome[], since: number) {
-  const window = all.filter((c) => c.at >= since);
-  const passed = window.filter((c) => c.ok).length;
-  const durations = window.map((c) => c.durationMs).sort((a, b) => a - b);
-  const round = (n: number) => Math.round(n * 100) / 100;
-  return {
-    checks_total: window.length,
-    checks_passed: passed,
-    checks_failed: window.length - passed,
-    availability_percent: window.length === 0 ? null : round((passed * 100) / window.length),
-    avg_response_time_ms: window.length === 0 ? null : round(durations.reduce((a, b) => a + b, 0) / durations.length),
-    p99_response_time_ms: window.length === 0 ? null : durations[Math.min(durations.length - 1, Math.ceil(durations.length * 0.99) - 1)]!,
-  };
+/** Aggregates over the kept checks of the last `history_minutes` (the history holds the last 600 checks). */
+function history(h: CheckHistory, since: number) {
+  const { oldest_at, ...aggregates } = h.aggregate(since);
+  return { ...aggregates, since: oldest_at === null ? null : isoSeconds(oldest_at) };
 }
 
 export class HealthStatusService {

@@ -4,6 +4,7 @@
  * a configuration edit never resets them. The data plane and the health checker write here; the
  * API reads.
  */
+import { CheckHistory } from './check-history.ts';
 import { TrafficWindow } from './traffic-window.ts';
 
 export type HealthState = 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY' | 'OFFLINE';
@@ -49,8 +50,6 @@ export interface HealthTransition {
 /** Transitions kept per backend: enough to see flapping, bounded so memory is too. */
 const MAX_TRANSITIONS = 50;
 
-/** Check outcomes kept per backend for the history aggregates: a day at one check a minute, an hour at one a second. */
-const MAX_HISTORY = 4096;
 
 /** Closes one tracked connection at once. */
 export type Terminate = () => void;
@@ -71,8 +70,8 @@ export class BackendRecord {
   consecutiveSuccesses = 0;
   consecutiveFailures = 0;
   lastCheck: CheckOutcome | undefined;
-  /** Recent check outcomes, oldest first, at most MAX_HISTORY. */
-  readonly history: CheckOutcome[] = [];
+  /** Recent check outcomes, bounded (see CheckHistory). */
+  readonly history = new CheckHistory();
   /** Newest last. */
   readonly transitions: HealthTransition[] = [];
   override: HealthOverride | undefined;
@@ -90,8 +89,7 @@ export class BackendRecord {
   /** Records one active check's outcome as the latest and in the bounded history. */
   checked(outcome: CheckOutcome): void {
     this.lastCheck = outcome;
-    this.history.push(outcome);
-    if (this.history.length > MAX_HISTORY) this.history.splice(0, this.history.length - MAX_HISTORY);
+    this.history.add(outcome.at, outcome.durationMs, outcome.ok);
   }
 
   /** Records a health state; a change is kept with its reason (when one is given) and error. */
@@ -140,7 +138,7 @@ export class BackendState {
     r.consecutiveSuccesses = 0;
     r.consecutiveFailures = 0;
     r.lastCheck = undefined;
-    r.history.length = 0;
+    r.history.clear();
   }
 
   activeConnections(serverId: string): number {
