@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   const servers: Server[] = [];
   for (let i = 0; i < BACKENDS; i++) {
     const s = createHttpServer((_req, res) => res.end('ok'));
-    s.keepAliveTimeout = 1000;
+    s.keepAliveTimeout = 5000; // node's default: an HTTP check reuses its connection
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
     servers.push(s);
   }

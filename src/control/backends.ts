@@ -8,12 +8,13 @@ import {
   type DrainRequest,
 } from '../model/backend.ts';
 import { isoSeconds } from '../model/common.ts';
+import { redactHealthCheck } from '../model/health-check.ts';
 import type { Pool } from '../model/pool.ts';
 import type { WriteTx } from '../store/store.ts';
 import { type BackendLive, effectiveHealthCheck, liveView } from './backend-view.ts';
 import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
 import { FulcrumError, type FieldProblem, notFound, validationError } from './errors.ts';
-import { checkHealthCheck } from './health-checks.ts';
+import { checkHealthCheck, keepRedactedSecrets } from './health-checks.ts';
 import { allocateId, shortSuffix } from './ids.ts';
 
 export type BackendView = Backend & BackendLive;
@@ -65,7 +66,7 @@ export class BackendService {
   }
 
   #view(pool: Pool, backend: Backend): BackendView {
-    return { ...backend, ...liveView(pool, backend, this.#ctx.state, this.#ctx.clock.now()) };
+    return { ...backend, health_check: redactHealthCheck(backend.health_check), ...liveView(pool, backend, this.#ctx.state, this.#ctx.clock.now()) };
   }
 
   async get(poolId: string, serverId: string): Promise<BackendView> {
@@ -159,7 +160,7 @@ export class BackendService {
       if (fields.weight !== undefined) b.weight = fields.weight;
       if (fields.max_connections !== undefined) b.max_connections = fields.max_connections;
       if (fields.metadata !== undefined) b.metadata = fields.metadata;
-      if (fields.health_check !== undefined) b.health_check = fields.health_check;
+      if (fields.health_check !== undefined) b.health_check = fields.health_check && keepRedactedSecrets(fields.health_check, b.health_check);
       if (fields.tls !== undefined) b.tls = fields.tls;
       if (fields.slow_start_seconds !== undefined) b.slow_start_seconds = fields.slow_start_seconds;
       if (fields.admin_status !== undefined) {

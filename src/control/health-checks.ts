@@ -1,11 +1,26 @@
 import { isIP } from 'node:net';
 import type { FieldProblem } from './errors.ts';
-import { HEALTH_CHECK_DEFAULTS, type HealthCheck, type HealthCheckInput } from '../model/health-check.ts';
+import { HEALTH_CHECK_DEFAULTS, HEALTH_CHECK_SECRETS, type HealthCheck, type HealthCheckInput, REDACTED } from '../model/health-check.ts';
 
 /** Applies defaults to a health check as given in a request (or over a base check). */
 export function resolveHealthCheck(input: HealthCheckInput, base?: HealthCheck): HealthCheck {
   const from = base ?? { ...HEALTH_CHECK_DEFAULTS, expected_status_codes: [...HEALTH_CHECK_DEFAULTS.expected_status_codes], headers: {} };
   return { ...from, ...input } as HealthCheck;
+}
+
+/**
+ * Secrets written back as the API showed them (REDACTED) keep the stored value: a client that
+ * reads a check and PUTs it back unchanged must not turn the password into asterisks.
+ */
+export function keepRedactedSecrets<T extends HealthCheckInput | HealthCheck>(input: T, stored: { redis_password?: string; ldap_password?: string } | null | undefined): T {
+  let out = input;
+  for (const k of HEALTH_CHECK_SECRETS) {
+    if (input[k] !== REDACTED) continue;
+    out = { ...out };
+    if (stored?.[k] !== undefined) out[k] = stored[k];
+    else delete out[k];
+  }
+  return out;
 }
 
 /** Rules a JSON schema cannot state. Returns one problem per bad field. */

@@ -1,6 +1,6 @@
 import type { Backend } from '../model/backend.ts';
 import { DEFAULT_SCOPE_ID, isoSeconds } from '../model/common.ts';
-import type { HealthCheck, HealthCheckInput } from '../model/health-check.ts';
+import { type HealthCheck, type HealthCheckInput, redactHealthCheck } from '../model/health-check.ts';
 import type { Listener } from '../model/listener.ts';
 import type { LoadBalancer } from '../model/load-balancer.ts';
 import {
@@ -14,7 +14,7 @@ import type { WriteTx } from '../store/store.ts';
 import { liveView } from './backend-view.ts';
 import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
 import { FulcrumError, type FieldProblem, notFound, validationError } from './errors.ts';
-import { checkHealthCheck, resolveHealthCheck, slowerDetectionWarning } from './health-checks.ts';
+import { checkHealthCheck, keepRedactedSecrets, resolveHealthCheck, slowerDetectionWarning } from './health-checks.ts';
 import { allocateId } from './ids.ts';
 
 export interface PoolView extends Pool {
@@ -77,6 +77,7 @@ export class PoolService {
     else if (usable === 0) message = 'no backend is usable (none enabled, healthy and below its connection limit): requests are answered 503';
     return {
       ...pool,
+      health_check: redactHealthCheck(pool.health_check),
       status: message === null ? 'ACTIVE' : 'UNAVAILABLE',
       status_message: message,
       backend_count: backends.length,
@@ -166,7 +167,8 @@ export class PoolService {
       if (fields.connection_limits !== undefined) pool.connection_limits = { ...pool.connection_limits, ...fields.connection_limits };
       if (fields.circuit_breaker !== undefined) pool.circuit_breaker = { ...pool.circuit_breaker, ...fields.circuit_breaker };
       if (fields.health_check !== undefined) {
-        pool.health_check = fields.health_check === null ? null : resolveHealthCheck(fields.health_check, pool.health_check ?? undefined);
+        pool.health_check =
+          fields.health_check === null ? null : resolveHealthCheck(keepRedactedSecrets(fields.health_check, pool.health_check), pool.health_check ?? undefined);
       }
       return pool;
     });
@@ -216,7 +218,7 @@ export class PoolService {
     const avg = durations.length === 0 ? null : Math.round((durations.reduce((a, b) => a + b, 0) / durations.length) * 100) / 100;
     return {
       pool_id: poolId,
-      health_check: pool.health_check,
+      health_check: redactHealthCheck(pool.health_check),
       stats: { last_check_time: lastAt === 0 ? null : isoSeconds(lastAt), healthy_backends: healthy, unhealthy_backends: unhealthy, avg_check_duration_ms: avg },
       version: found.version,
     };
@@ -227,7 +229,7 @@ export class PoolService {
       poolId,
       expectedVersion(ifMatch, undefined),
       (pool) => {
-        pool.health_check = resolveHealthCheck(input);
+        pool.health_check = resolveHealthCheck(keepRedactedSecrets(input, pool.health_check));
         return pool;
       },
       '',
@@ -235,7 +237,7 @@ export class PoolService {
     const warning = slowerDetectionWarning(before.health_check, after.health_check as HealthCheck);
     return {
       pool_id: poolId,
-      health_check: after.health_check,
+      health_check: redactHealthCheck(after.health_check),
       updated_at: after.updated_at,
       version: after.version,
       message: 'Health check updated. New configuration effective immediately.',

@@ -19,8 +19,7 @@ import { POOL_DEFAULTS } from '../model/pool.ts';
 import { type BreakerSettings, type BreakerView, CircuitBreakerState } from '../runtime/circuit-breaker.ts';
 import { effectiveHealthCheck } from '../control/backend-view.ts';
 import { type CheckedBackend, HealthChecker } from '../health/checker.ts';
-import { httpProbe } from '../health/probes/http.ts';
-import { tcpProbe } from '../health/probes/tcp.ts';
+import { PROBES } from '../health/probes/index.ts';
 import type { ConfigSet } from '../snapshot/compile.ts';
 import { healthySince } from '../runtime/weight.ts';
 
@@ -158,7 +157,7 @@ export class ListenerManager implements DataPlaneControl {
     });
     this.#health = new HealthChecker({
       state,
-      probes: { TCP: tcpProbe, HTTP: httpProbe, HTTPS: httpProbe },
+      probes: PROBES,
       now: this.#now,
       random: this.#random,
       log,

@@ -2,55 +2,87 @@
  * HTTP and HTTPS: a request whose answer must have an expected status (a list, or a regex as
  * Rackspace's statusRegex) and, when configured, a body matching a regex (Rackspace's bodyRegex).
  * At most 64 KiB of body is read: a health page is small, and a probe must not buffer a stream.
+ *
+ * Checks of one backend reuse one keep-alive connection (as Envoy's checker does): thousands of
+ * backends checked every second would otherwise spend most of their cost on TCP handshakes. A
+ * connection the backend closed is simply opened again by the next check.
  */
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import type { Probe, ProbeResult } from '../probe.ts';
+import { Client } from 'undici';
+import type { HealthCheck } from '../../model/health-check.ts';
+import type { Probe, ProbeResult, ProbeTarget } from '../probe.ts';
 
 const MAX_BODY = 64 * 1024;
+/** A connection pool unused this long belongs to a backend no longer checked: it is closed. */
+const UNUSED_MS = 5 * 60_000;
 
-export const httpProbe: Probe = (target, check, signal) =>
-  new Promise<ProbeResult>((resolve) => {
-    const secure = check.protocol === 'HTTPS' || check.tls_enabled;
-    const send = secure ? httpsRequest : httpRequest;
-    const req = send({
-      host: target.host,
-      port: target.port,
-      method: check.method,
+interface Entry {
+  client: Client;
+  usedAt: number;
+}
+
+const clients = new Map<string, Entry>();
+let lastSweep = Date.now();
+
+function clientFor(target: ProbeTarget, check: HealthCheck): Client {
+  const secure = check.protocol === 'HTTPS' || check.tls_enabled;
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+  const key = `${secure ? 'https' : 'http'}://${host}:${target.port}|${check.tls_verify}|${check.host_header ?? ''}`;
+  const now = Date.now();
+  if (now - lastSweep > UNUSED_MS) {
+    lastSweep = now;
+    for (const [k, e] of clients) {
+      if (now - e.usedAt > UNUSED_MS) {
+        clients.delete(k);
+        void e.client.close().catch(() => {});
+      }
+    }
+  }
+  let entry = clients.get(key);
+  if (!entry) {
+    const client = new Client(`${secure ? 'https' : 'http'}://${host}:${target.port}`, {
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      connect: { rejectUnauthorized: check.tls_verify, ...(check.host_header ? { servername: check.host_header } : {}) },
+    });
+    entry = { client, usedAt: now };
+    clients.set(key, entry);
+  }
+  entry.usedAt = now;
+  return entry.client;
+}
+
+function statusOk(check: HealthCheck, status: number): boolean {
+  return check.expected_status_regex !== undefined ? new RegExp(check.expected_status_regex).test(String(status)) : check.expected_status_codes.includes(status);
+}
+
+export const httpProbe: Probe = async (target, check, signal): Promise<ProbeResult> => {
+  try {
+    const res = await clientFor(target, check).request({
       path: check.path,
+      method: check.method,
       headers: { 'user-agent': 'fulcrum-health-check', ...check.headers, ...(check.host_header ? { host: check.host_header } : {}) },
       signal,
-      agent: false,
-      rejectUnauthorized: check.tls_verify,
-      servername: check.host_header,
     });
-    req.once('error', (err: NodeJS.ErrnoException) =>
-      resolve({ ok: false, error: err.name === 'AbortError' ? 'timed out' : `${err.code ?? err.message}` }),
-    );
-    req.once('response', (res) => {
-      const status = res.statusCode ?? 0;
-      const statusOk = check.expected_status_regex !== undefined ? new RegExp(check.expected_status_regex).test(String(status)) : check.expected_status_codes.includes(status);
-      if (check.expected_body_regex === undefined) {
-        res.destroy();
-        resolve(statusOk ? { ok: true, statusCode: status } : { ok: false, statusCode: status, error: `status ${status}` });
-        return;
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const finish = () => {
-        res.destroy();
-        const matched = new RegExp(check.expected_body_regex!).test(Buffer.concat(chunks).toString('utf8'));
-        const ok = statusOk && matched;
-        resolve({ ok, statusCode: status, bodyMatched: matched, error: ok ? undefined : !statusOk ? `status ${status}` : 'body did not match' });
-      };
-      res.on('data', (c: Buffer) => {
-        if (size >= MAX_BODY) return;
-        chunks.push(c);
-        size += c.length;
-        if (size >= MAX_BODY) finish();
-      });
-      res.once('end', finish);
-      res.once('error', (err) => resolve({ ok: false, statusCode: status, error: err.message }));
-    });
-    req.end();
-  });
+    const status = res.statusCode;
+    const ok = statusOk(check, status);
+    // Read to the end (so the connection is reused) unless the body outgrows MAX_BODY; leaving
+    // the loop early destroys the rest, and the connection with it. (undici's dump() would
+    // destroy the stream every time, building an error with a stack trace per check.)
+    const keep = check.expected_body_regex !== undefined;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      if (keep) chunks.push(chunk as Buffer);
+      size += (chunk as Buffer).length;
+      if (size >= MAX_BODY) break;
+    }
+    if (!keep) return ok ? { ok: true, statusCode: status } : { ok: false, statusCode: status, error: `status ${status}` };
+    const matched = new RegExp(check.expected_body_regex!).test(Buffer.concat(chunks).toString('utf8'));
+    const passed = ok && matched;
+    return { ok: passed, statusCode: status, bodyMatched: matched, ...(passed ? {} : { error: ok ? 'body did not match' : `status ${status}` }) };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (signal.aborted) return { ok: false, error: 'timed out' };
+    return { ok: false, error: e.code ?? e.message };
+  }
+};
