@@ -172,3 +172,37 @@ describe('a backend killed under load', () => {
     }
   });
 });
+
+describe('flapping', () => {
+  it('a backend whose checks alternate pass and fail does not flap: thresholds hold its state', async (t) => {
+    let n = 0;
+    let flapping = false;
+    const b = await startBackend('flap', {
+      handler: (req, res, name) => {
+        if (req.url !== '/hc') return void res.end(name);
+        const pass = !flapping || n++ % 2 === 0;
+        res.writeHead(pass ? 200 : 500).end();
+      },
+    });
+    t.after(() => b.close());
+    const lb = await setupLb([b], { fulcrum, pool: { health_check: { protocol: 'HTTP', path: '/hc', ...FAST } } });
+    const path = `/api/v1/pools/${lb.poolId}/backends/${lb.backendIds[0]}`;
+    assert.equal((await waitForStatus(path, 'HEALTHY', 5000)).view.status, 'HEALTHY');
+    flapping = true;
+    const resultsPath = `/api/v1/pools/${lb.poolId}/health-check/results`;
+    const before = (await fulcrum.api.get(resultsPath)).body.results[0];
+    // Six alternating checks (a second apart): never two failures in a row.
+    const start = Date.now();
+    while (Date.now() - start < 6000) {
+      const view = (await fulcrum.api.get(path)).body;
+      assert.equal(view.status, 'HEALTHY', 'alternating results never reach unhealthy_threshold (2) failures in a row');
+      const r = await fetch(lb.url);
+      assert.equal(r.status, 200);
+      await r.text();
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const afterResults = (await fulcrum.api.get(resultsPath)).body.results[0];
+    assert.ok(n >= 5, `the backend was checked while flapping (${n} checks)`);
+    assert.equal(afterResults.transitions.length, before.transitions.length, 'no transition was recorded while flapping');
+  });
+});

@@ -16,6 +16,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer, TLSSocket } from 'node:tls';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import grpc from '@grpc/grpc-js';
 import ldap from 'ldapjs';
 import { Ajv } from 'ajv';
@@ -480,6 +482,47 @@ describe('GRPC probe (against a grpc-js server)', () => {
   });
 });
 
+describe('HTTP probe', () => {
+  it('passes on an expected status, or one matching expected_status_regex; the body regex must match too', async (t) => {
+    const server = createHttpServer((req, res) => {
+      if (req.url === '/204') return void res.writeHead(204).end();
+      res.writeHead(req.url === '/ok' ? 200 : 500, { 'content-type': 'text/plain' });
+      res.end(req.url === '/ok' ? '{"status":"ok"}' : 'broken');
+    });
+    t.after(() => server.close());
+    const port = await listen(server as unknown as Server);
+    assert.deepEqual(await probe('HTTP', port, { path: '/ok' }), { ok: true, statusCode: 200 });
+    assert.deepEqual(await probe('HTTP', port, { path: '/204', expected_status_codes: [200, 204] }), { ok: true, statusCode: 204 });
+    assert.equal((await probe('HTTP', port, { path: '/204', expected_status_regex: '^2\\d\\d$' })).ok, true);
+    assert.deepEqual(await probe('HTTP', port, { path: '/bad' }), { ok: false, statusCode: 500, error: 'status 500' });
+    assert.deepEqual(await probe('HTTP', port, { path: '/ok', expected_body_regex: '"status":"ok"' }), { ok: true, statusCode: 200, bodyMatched: true });
+    assert.deepEqual(await probe('HTTP', port, { path: '/ok', expected_body_regex: 'nope' }), { ok: false, statusCode: 200, bodyMatched: false, error: 'body did not match' });
+  });
+
+  it('sends the method, path, headers and host header asked for', async (t) => {
+    let seen: { method?: string; url?: string; host?: string; x?: string | string[] } = {};
+    const server = createHttpServer((req, res) => {
+      seen = { method: req.method, url: req.url, host: req.headers.host, x: req.headers['x-check'] };
+      res.end();
+    });
+    t.after(() => server.close());
+    const port = await listen(server as unknown as Server);
+    const r = await probe('HTTP', port, { method: 'HEAD', path: '/status?deep=1', headers: { 'X-Check': 'yes' }, host_header: 'api.internal' });
+    assert.equal(r.ok, true);
+    assert.deepEqual(seen, { method: 'HEAD', url: '/status?deep=1', host: 'api.internal', x: 'yes' });
+  });
+
+  it('fails on a closed port, and times out against a server that never answers', async (t) => {
+    const refused = await probe('HTTP', await closedPort());
+    assert.equal(refused.ok, false);
+    assert.match(refused.error ?? '', /ECONNREFUSED/);
+    const silent = createServer(() => {}); // accepts, never answers
+    t.after(() => silent.close());
+    const port = await listen(silent);
+    assert.deepEqual(await probe('HTTP', port, {}, 300), { ok: false, error: 'timed out' });
+  });
+});
+
 describe('tls_enabled, against peers with a self-signed certificate', () => {
   let cert: string;
   let key: string;
@@ -495,6 +538,22 @@ describe('tls_enabled, against peers with a self-signed certificate', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('HTTPS: status and body checked over TLS; a certificate that does not verify fails when tls_verify is on', async (t) => {
+    const server = createHttpsServer({ cert, key }, (req, res) => {
+      res.writeHead(req.url === '/health' ? 200 : 503, { 'content-type': 'text/plain' });
+      res.end(req.url === '/health' ? 'healthy' : 'no');
+    });
+    t.after(() => server.close());
+    const port = await listen(server as unknown as Server);
+    assert.deepEqual(await probe('HTTPS', port, { path: '/health', tls_verify: false, expected_body_regex: '^healthy$' }), { ok: true, statusCode: 200, bodyMatched: true });
+    const wrongStatus = await probe('HTTPS', port, { path: '/other', tls_verify: false });
+    assert.equal(wrongStatus.ok, false);
+    assert.equal(wrongStatus.error, 'status 503');
+    const unverified = await probe('HTTPS', port, { path: '/health', tls_verify: true });
+    assert.equal(unverified.ok, false);
+    assert.match(unverified.error ?? '', /SELF_SIGNED|CERT|certificate/i);
   });
 
   it('REDIS: TLS from the first byte; a certificate that does not verify fails when tls_verify is on', async (t) => {
