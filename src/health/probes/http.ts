@@ -7,6 +7,7 @@
  * backends checked every second would otherwise spend most of their cost on TCP handshakes. A
  * connection the backend closed is simply opened again by the next check.
  */
+import type { Readable } from 'node:stream';
 import { Client } from 'undici';
 import type { HealthCheck } from '../../model/health-check.ts';
 import type { Probe, ProbeResult, ProbeTarget } from '../probe.ts';
@@ -51,6 +52,28 @@ function clientFor(target: ProbeTarget, check: HealthCheck): Client {
   return entry.client;
 }
 
+/**
+ * Reads a response body to its end (so the connection is reused), keeping it only when asked,
+ * and cuts it past MAX_BODY. Plain events: an async iterator per check, or undici's dump()
+ * (which destroys the stream and builds an error with a stack trace), cost more than the check.
+ */
+function readBody(body: Readable, keep: boolean): Promise<Buffer[]> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    body.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (keep) chunks.push(chunk);
+      if (size >= MAX_BODY) {
+        body.destroy();
+        resolve(chunks);
+      }
+    });
+    body.once('end', () => resolve(chunks));
+    body.once('error', (err) => (size >= MAX_BODY ? resolve(chunks) : reject(err)));
+  });
+}
+
 function statusOk(check: HealthCheck, status: number): boolean {
   return check.expected_status_regex !== undefined ? new RegExp(check.expected_status_regex).test(String(status)) : check.expected_status_codes.includes(status);
 }
@@ -65,17 +88,8 @@ export const httpProbe: Probe = async (target, check, signal): Promise<ProbeResu
     });
     const status = res.statusCode;
     const ok = statusOk(check, status);
-    // Read to the end (so the connection is reused) unless the body outgrows MAX_BODY; leaving
-    // the loop early destroys the rest, and the connection with it. (undici's dump() would
-    // destroy the stream every time, building an error with a stack trace per check.)
     const keep = check.expected_body_regex !== undefined;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body) {
-      if (keep) chunks.push(chunk as Buffer);
-      size += (chunk as Buffer).length;
-      if (size >= MAX_BODY) break;
-    }
+    const chunks = await readBody(res.body, keep);
     if (!keep) return ok ? { ok: true, statusCode: status } : { ok: false, statusCode: status, error: `status ${status}` };
     const matched = new RegExp(check.expected_body_regex!).test(Buffer.concat(chunks).toString('utf8'));
     const passed = ok && matched;
