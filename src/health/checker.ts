@@ -34,6 +34,8 @@ class Loop {
   readonly #backend: CheckedBackend;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** The check under way, so stop() can abort it. */
+  #checking: AbortController | undefined;
 
   constructor(deps: CheckerDeps, backend: CheckedBackend, key: string) {
     this.#deps = deps;
@@ -41,21 +43,28 @@ class Loop {
     this.key = key;
     // The first check soon, at a random point of a short window, so a new pool's backends spread.
     const first = this.#deps.random() * Math.min(1000, (backend.check.interval_seconds * 1000 * backend.check.jitter_percent) / 100 + 50);
-    this.#schedule(first);
-  }
-
-  #schedule(delayMs: number): void {
-    if (this.#stopped) return;
-    this.#timer = setTimeout(() => void this.#run(), delayMs);
+    this.#timer = setTimeout(() => void this.#run(), first);
     this.#timer.unref();
   }
 
-  /** The interval, moved by up to ±jitter_percent. */
-  #nextDelay(): number {
+  /**
+   * The next check, one interval after this one settled. Each loop keeps the phase jitter gave it
+   * (a random offset of up to ±jitter_percent of the interval, drawn once), so the checks of many
+   * backends stay spread over the interval; one timer per loop is re-armed, not re-created.
+   */
+  #scheduleNext(): void {
+    if (this.#stopped) return;
+    if (this.#periodic) {
+      this.#periodic.refresh();
+      return;
+    }
     const { interval_seconds, jitter_percent } = this.#backend.check;
     const spread = (jitter_percent / 100) * (2 * this.#deps.random() - 1);
-    return interval_seconds * 1000 * (1 + spread);
+    this.#periodic = setTimeout(() => void this.#run(), interval_seconds * 1000 * (1 + spread));
+    this.#periodic.unref();
   }
+
+  #periodic: NodeJS.Timeout | undefined;
 
   async #run(): Promise<void> {
     const { serverId, target, check } = this.#backend;
@@ -66,10 +75,12 @@ class Loop {
     if (probe) {
       // A plain controller and timer: AbortSignal.timeout() registers every signal with a
       // FinalizationRegistry, a cost that shows at thousands of checks a second.
-      const timeout = new AbortController();
-      const timer = setTimeout(() => timeout.abort(), check.timeout_seconds * 1000);
-      result = await probe(target, check, timeout.signal);
+      const controller = new AbortController();
+      this.#checking = controller;
+      const timer = setTimeout(() => controller.abort(), check.timeout_seconds * 1000);
+      result = await probe(target, check, controller.signal);
       clearTimeout(timer);
+      this.#checking = undefined;
     } else result = { ok: false, error: `${check.protocol} checks are not available yet` };
     if (this.#stopped) return;
     const { state } = this.#deps;
@@ -96,12 +107,14 @@ class Loop {
         this.#deps.changed(serverId);
       } else state.setHealth(serverId, current, now, now, undefined, undefined, record.health?.until);
     }
-    this.#schedule(this.#nextDelay());
+    this.#scheduleNext();
   }
 
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#periodic);
+    this.#checking?.abort();
   }
 }
 
