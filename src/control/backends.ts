@@ -115,7 +115,7 @@ export class BackendService {
         weight: input.weight ?? BACKEND_DEFAULTS.weight,
         max_connections: input.max_connections ?? pool.connection_limits.max_connections_per_backend ?? null,
         metadata: input.metadata ?? {},
-        health_check: input.health_check ?? null,
+        health_check: input.health_check ? keepRedactedSecrets(input.health_check, null) : null,
         tls: input.tls ?? null,
         slow_start_seconds: input.slow_start_seconds ?? null,
         admin_status: input.admin_status ?? 'ENABLED',

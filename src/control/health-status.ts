@@ -89,7 +89,7 @@ export class HealthStatusService {
     const until = now + (input.duration_seconds ?? BACKEND_DEFAULTS.override_seconds) * 1000;
     const record = this.#ctx.state.record(serverId);
     record.override = { state: input.status, until, createdAt: now, reason: input.reason ?? null, operator: input.operator ?? null };
-    record.transitions.push({
+    record.note({
       at: now,
       from: record.health?.state ?? 'UNKNOWN',
       to: input.status,

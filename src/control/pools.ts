@@ -118,7 +118,7 @@ export class PoolService {
         description: input.description ?? null,
         algorithm: input.algorithm ?? POOL_DEFAULTS.algorithm,
         algorithm_config: input.algorithm_config ?? {},
-        health_check: input.health_check ? resolveHealthCheck(input.health_check) : null,
+        health_check: input.health_check ? resolveHealthCheck(keepRedactedSecrets(input.health_check, null)) : null,
         session_persistence: { ...POOL_DEFAULTS.session_persistence, ...input.session_persistence },
         connection_limits: { ...POOL_DEFAULTS.connection_limits, ...input.connection_limits },
         circuit_breaker: { ...POOL_DEFAULTS.circuit_breaker, ...input.circuit_breaker },

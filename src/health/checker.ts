@@ -78,7 +78,12 @@ class Loop {
       const controller = new AbortController();
       this.#checking = controller;
       const timer = setTimeout(() => controller.abort(), check.timeout_seconds * 1000);
-      result = await probe(target, check, controller.signal);
+      try {
+        result = await probe(target, check, controller.signal);
+      } catch (err) {
+        // A probe must not reject; if one does, the check failed — the loop and the process go on.
+        result = { ok: false, error: `probe error: ${(err as Error).message}` };
+      }
       clearTimeout(timer);
       this.#checking = undefined;
     } else result = { ok: false, error: `${check.protocol} checks are not available yet` };

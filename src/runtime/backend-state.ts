@@ -96,10 +96,13 @@ export class BackendRecord {
   setHealth(state: HealthState, at: number, lastCheck: number | null = at, reason?: string, error?: string, until?: number): void {
     const prev = this.health;
     this.health = { state, since: prev && prev.state === state ? prev.since : at, lastCheck, ...(until !== undefined ? { until } : {}) };
-    if (reason !== undefined && prev?.state !== state) {
-      this.transitions.push({ at, from: prev?.state ?? 'UNKNOWN', to: state, reason, ...(error !== undefined ? { error } : {}) });
-      if (this.transitions.length > MAX_TRANSITIONS) this.transitions.shift();
-    }
+    if (reason !== undefined && prev?.state !== state) this.note({ at, from: prev?.state ?? 'UNKNOWN', to: state, reason, ...(error !== undefined ? { error } : {}) });
+  }
+
+  /** Keeps a transition, dropping the oldest beyond MAX_TRANSITIONS. */
+  note(transition: HealthTransition): void {
+    this.transitions.push(transition);
+    if (this.transitions.length > MAX_TRANSITIONS) this.transitions.shift();
   }
 
   /** A response finished (or failed) after `ms`; `failed` counts it as an error. */

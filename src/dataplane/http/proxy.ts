@@ -426,10 +426,12 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   /** Cuts the exchange at once: the backend was removed or its drain timed out. */
   readonly #terminate = (): void => {
+    if (this.#done) return;
     this.#done = true;
     clearTimeout(this.#timer);
     this.#controller?.abort(new Error('backend removed'));
     this.#res.destroy();
+    this.#record(502); // counted (and a circuit breaker's probe slot given back) like any cut
   };
 }
 

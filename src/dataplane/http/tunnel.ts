@@ -62,6 +62,8 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
     answerRaw(client, status, id, reason);
     done(poolId, backend, status);
   };
+  /** The handshake's outcome, for the pool's circuit breaker (which let it through). */
+  const settle = (status: number) => pool?.breaker?.record(deps.now(), status >= 500 || status === 0, performance.now() - started);
 
   const problem = headProblem(req);
   if (problem !== null) return refuse(400, problem);
@@ -69,6 +71,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
   if (path === null) return refuse(400, 'the request target must be a path, or an absolute URL naming the Host');
   if (!/^websocket$/i.test(req.headers.upgrade ?? '')) return refuse(400, `upgrade to '${req.headers.upgrade}' is not supported`);
   if (pool === null) return refuse(503, 'the listener has no default pool');
+  if (pool.breaker !== null && !pool.breaker.allow(deps.now())) return refuse(503, `the circuit breaker of pool ${pool.pool.pool_id} is open`);
 
   const clientIp = clientAddress(client.remoteAddress);
   const headers = upstreamRequestHeaders(req, { clientIp, proto: 'http', port: listener.port, requestId: id }, true);
@@ -81,8 +84,9 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
   const attempt = (): void => {
     const index = pickTarget(pool, req, clientIp, tried);
     if (index < 0) {
-      if (tried === undefined) refuse(503, 'no usable backend');
-      else refuse(502, `backend failed (${lastError})`);
+      const status = tried === undefined ? 503 : 502;
+      refuse(status, tried === undefined ? 'no usable backend' : `backend failed (${lastError})`);
+      settle(status);
       return;
     }
     const target = pool.targets[index]!;
@@ -114,6 +118,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
         return;
       }
       refuse(502, `backend ${target.id} failed (${lastError})`, pool.pool.pool_id, target.id);
+      settle(502);
     });
     upstream.once('connect', () => {
       connected = true;
@@ -127,6 +132,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
         const status = statusOf(first);
         target.record.observe(deps.now(), performance.now() - started, status >= 500 || status === 0);
         done(pool.pool.pool_id, target.id, status);
+        settle(status);
         if (status === 101) {
           // Switched: from here on both directions are the application's.
           if (head.length > 0) upstream.write(head);

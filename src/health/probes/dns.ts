@@ -5,7 +5,7 @@
  * and TCP when the answer is truncated); one try, cancelled when the check's signal aborts.
  */
 import { Resolver } from 'node:dns/promises';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import type { Probe, ProbeResult } from '../probe.ts';
 
 /** The server's answer codes under the names operators know from dig. */
@@ -31,6 +31,7 @@ export const dnsProbe: Probe = async (target, check, signal) => {
   if (signal.aborted) return { ok: false, error: 'timed out' };
   if (check.dns_name === undefined) return { ok: false, error: 'dns_name is not set' };
   const six = check.expected_address !== undefined && isIPv6(check.expected_address);
+  if (isIP(target.host) === 0) return { ok: false, error: `a DNS check needs the backend's ip_address (resolvers are addressed by IP), not '${target.host}'` };
   const resolver = new Resolver({ timeout: check.timeout_seconds * 1000, tries: 1 });
   resolver.setServers([isIPv6(target.host) ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`]);
   const cancel = () => resolver.cancel();

@@ -74,6 +74,14 @@ function readBody(body: Readable, keep: boolean): Promise<Buffer[]> {
   });
 }
 
+/** The check's headers over Fulcrum's User-Agent, one value per name whatever its spelling. */
+function requestHeaders(check: HealthCheck): Record<string, string> {
+  const out: Record<string, string> = { 'user-agent': 'fulcrum-health-check' };
+  for (const [name, value] of Object.entries(check.headers)) out[name.toLowerCase()] = value;
+  if (check.host_header) out.host = check.host_header;
+  return out;
+}
+
 function statusOk(check: HealthCheck, status: number): boolean {
   return check.expected_status_regex !== undefined ? new RegExp(check.expected_status_regex).test(String(status)) : check.expected_status_codes.includes(status);
 }
@@ -83,7 +91,7 @@ export const httpProbe: Probe = async (target, check, signal): Promise<ProbeResu
     const res = await clientFor(target, check).request({
       path: check.path,
       method: check.method,
-      headers: { 'user-agent': 'fulcrum-health-check', ...check.headers, ...(check.host_header ? { host: check.host_header } : {}) },
+      headers: requestHeaders(check),
       signal,
     });
     const status = res.statusCode;
