@@ -122,6 +122,7 @@ export class PoolService {
         session_persistence: { ...POOL_DEFAULTS.session_persistence, ...input.session_persistence },
         connection_limits: { ...POOL_DEFAULTS.connection_limits, ...input.connection_limits },
         circuit_breaker: { ...POOL_DEFAULTS.circuit_breaker, ...input.circuit_breaker },
+        passive_health: { enabled: true, ...input.passive_health },
         retries: input.retries ?? POOL_DEFAULTS.retries,
         load_balancer_id: input.load_balancer_id ?? null,
         ...scope,
@@ -166,6 +167,7 @@ export class PoolService {
       if (fields.session_persistence !== undefined) pool.session_persistence = { ...pool.session_persistence, ...fields.session_persistence };
       if (fields.connection_limits !== undefined) pool.connection_limits = { ...pool.connection_limits, ...fields.connection_limits };
       if (fields.circuit_breaker !== undefined) pool.circuit_breaker = { ...pool.circuit_breaker, ...fields.circuit_breaker };
+      if (fields.passive_health !== undefined) pool.passive_health = { enabled: true, ...pool.passive_health, ...fields.passive_health };
       if (fields.health_check !== undefined) {
         pool.health_check =
           fields.health_check === null ? null : resolveHealthCheck(keepRedactedSecrets(fields.health_check, pool.health_check), pool.health_check ?? undefined);

@@ -59,6 +59,12 @@ export const CircuitBreaker = Strict({
 });
 export type CircuitBreaker = Static<typeof CircuitBreaker>;
 
+/** Passive health (live traffic as the probe): on unless a pool turns it off. */
+export const PassiveHealth = Strict({
+  enabled: Type.Optional(Type.Boolean()),
+});
+export type PassiveHealth = Static<typeof PassiveHealth>;
+
 const PoolProps = {
   name: Name,
   description: Description,
@@ -68,6 +74,7 @@ const PoolProps = {
   session_persistence: SessionPersistence,
   connection_limits: ConnectionLimits,
   circuit_breaker: CircuitBreaker,
+  passive_health: PassiveHealth,
   retries: Type.Integer({ minimum: 0, maximum: 10, description: 'Connect retries on another backend' }),
   load_balancer_id: Type.String({ minLength: 1, description: 'Owning load balancer; the pool is deleted with it' }),
 };
@@ -81,6 +88,7 @@ export const PoolCreate = Strict({
   session_persistence: Type.Optional(PoolProps.session_persistence),
   connection_limits: Type.Optional(PoolProps.connection_limits),
   circuit_breaker: Type.Optional(PoolProps.circuit_breaker),
+  passive_health: Type.Optional(PoolProps.passive_health),
   retries: Type.Optional(PoolProps.retries),
   load_balancer_id: Type.Optional(PoolProps.load_balancer_id),
   ...ScopeFields,
@@ -97,6 +105,7 @@ export const PoolPatch = Patch(
     session_persistence: PoolProps.session_persistence,
     connection_limits: PoolProps.connection_limits,
     circuit_breaker: PoolProps.circuit_breaker,
+    passive_health: PoolProps.passive_health,
     retries: PoolProps.retries,
   },
   { version: VersionField },
@@ -138,6 +147,8 @@ export interface Pool {
   session_persistence: SessionPersistence;
   connection_limits: ConnectionLimits;
   circuit_breaker: CircuitBreaker;
+  /** Absent in pools stored before it existed: read as enabled. */
+  passive_health?: PassiveHealth;
   retries: number;
   load_balancer_id: string | null;
   org_id: string;

@@ -78,7 +78,7 @@ function compilePool(pool: Pool, backends: Backend[], deps: CompileDeps): PoolRu
   });
   load.live();
   const index = new Map(targets.map((t, i) => [t.id, i]));
-  return { pool, targets, index, balancer, hashKey: hashKeySource(pool), retries: pool.retries, breaker: deps.breaker(pool) };
+  return { pool, targets, index, balancer, hashKey: hashKeySource(pool), retries: pool.retries, breaker: deps.breaker(pool), passive: pool.passive_health?.enabled !== false };
 }
 
 export function compile(config: ConfigSet, deps: CompileDeps): RuntimeSnapshot {

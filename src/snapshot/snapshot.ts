@@ -37,6 +37,8 @@ export interface PoolRuntime {
   readonly retries: number;
   /** The pool's circuit breaker (runtime state kept across revisions); null when not enabled. */
   readonly breaker: CircuitBreakerState | null;
+  /** Live traffic marks failing backends OFFLINE (passive health). */
+  readonly passive: boolean;
 }
 
 export interface ListenerRuntime {

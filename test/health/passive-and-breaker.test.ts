@@ -61,6 +61,16 @@ describe('passive health', () => {
     assert.match(pool.status_message, /no backend is usable/);
   });
 
+  it('a pool can turn passive detection off: failing answers then reach the client every time', async (t) => {
+    const b = await startBackend('busy', { handler: (_req, res) => void res.writeHead(503).end('busy') });
+    t.after(() => b.close());
+    const lb = await setupLb([b], { fulcrum, pool: { passive_health: { enabled: false } } });
+    assert.equal((await fulcrum.api.get(`/api/v1/pools/${lb.poolId}`)).body.passive_health.enabled, false);
+    for (let i = 0; i < 5; i++) assert.deepEqual(await get(lb.url), { status: 503, body: 'busy' });
+    assert.equal(b.seen.length, 5, 'every request reached the backend');
+    assert.equal((await fulcrum.api.get(`/api/v1/pools/${lb.poolId}/backends/${lb.backendIds[0]}`)).body.status, 'HEALTHY');
+  });
+
   it('an active check that passes replaces a passive OFFLINE at once', async (t) => {
     let fail = true;
     const b = await startBackend('flaky', { handler: (req, res) => void (req.url === '/health' || !fail ? res.end('ok') : res.writeHead(503).end('no')) });

@@ -371,6 +371,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   /** Live traffic's verdict on the current backend (passive health). */
   #passive(failed: boolean, error: string): void {
     const target = this.#target;
+    if (!this.#pool.passive) return;
     if (target && passiveOutcome(target.record, failed, error, this.#deps.now())) this.#deps.loadChanged(this.#pool, this.#index);
   }
 

@@ -110,7 +110,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
       }
       lastError = err.code ?? err.message;
       target.record.observe(deps.now(), performance.now() - started, true);
-      if (countsAsPassiveFailure(lastError) && passiveOutcome(target.record, true, lastError, deps.now())) deps.loadChanged(pool, index);
+      if (pool.passive && countsAsPassiveFailure(lastError) && passiveOutcome(target.record, true, lastError, deps.now())) deps.loadChanged(pool, index);
       if (client.destroyed) return;
       if ((tried?.size ?? 0) < pool.retries) {
         (tried ??= new Set()).add(index);
