@@ -89,16 +89,25 @@ class Loop {
     } else result = { ok: false, error: `${check.protocol} checks are not available yet` };
     if (this.#stopped) return;
     const { state } = this.#deps;
-    const record = state.record(serverId);
+    // Deleted while the check ran: the next sync stops this loop; do not bring its record back.
+    const record = state.existing(serverId);
+    if (record === undefined) return;
     record.checked({ at: started, durationMs: Math.round((performance.now() - t0) * 100) / 100, ...result });
-    const current = record.health?.state ?? 'UNKNOWN';
     const now = this.#deps.now();
+    let current = record.health?.state ?? 'UNKNOWN';
+    if (current === 'OFFLINE' && record.health!.until !== undefined && now >= record.health!.until) {
+      // A passive OFFLINE that ran out is HEALTHY again since it ended (slow start counts from then).
+      state.setHealth(serverId, 'HEALTHY', record.health!.until, now);
+      current = 'HEALTHY';
+    }
     if (result.ok) {
       record.consecutiveSuccesses++;
       record.consecutiveFailures = 0;
-      // An active pass replaces a passive OFFLINE at once: active results override passive ones.
-      if (current !== 'HEALTHY' && (current === 'OFFLINE' || record.consecutiveSuccesses >= check.healthy_threshold)) {
-        const reason = current === 'OFFLINE' ? 'an active health check passed (overrides passive OFFLINE)' : `${record.consecutiveSuccesses} consecutive health check successes`;
+      // An active pass replaces a passive OFFLINE at once (active results override passive ones)
+      // when the checks had the backend HEALTHY before; otherwise healthy_threshold still applies.
+      const overridesPassive = current === 'OFFLINE' && record.beforeOffline === 'HEALTHY';
+      if (current !== 'HEALTHY' && (overridesPassive || record.consecutiveSuccesses >= check.healthy_threshold)) {
+        const reason = overridesPassive ? 'an active health check passed (overrides passive OFFLINE)' : `${record.consecutiveSuccesses} consecutive health check successes`;
         state.setHealth(serverId, 'HEALTHY', now, now, reason);
         this.#deps.log.info({ server_id: serverId, from: current }, 'backend healthy');
         this.#deps.changed(serverId);

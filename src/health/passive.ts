@@ -29,6 +29,7 @@ export function passiveOutcome(record: BackendRecord, failed: boolean, error: st
   record.passiveFailures = 0;
   const h = record.health;
   if (h?.state === 'OFFLINE' && h.until !== undefined && now < h.until) return false;
+  record.beforeOffline = h?.state === 'OFFLINE' ? record.beforeOffline : (h?.state ?? 'UNKNOWN');
   record.setHealth('OFFLINE', now, h?.lastCheck ?? null, `${PASSIVE_THRESHOLD} consecutive failures of live traffic`, error, now + PASSIVE_OFFLINE_MS);
   return true;
 }

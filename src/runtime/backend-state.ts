@@ -77,6 +77,8 @@ export class BackendRecord {
   override: HealthOverride | undefined;
   /** Failures of live traffic in a row (passive detection). */
   passiveFailures = 0;
+  /** The health state a passive OFFLINE replaced (what the active checks had said). */
+  beforeOffline: HealthState | undefined;
 
   constructor(id: string) {
     this.id = id;
@@ -114,6 +116,11 @@ export class BackendRecord {
 
 export class BackendState {
   readonly #records = new Map<string, BackendRecord>();
+
+  /** The backend's record if it has one; never creates one. */
+  existing(serverId: string): BackendRecord | undefined {
+    return this.#records.get(serverId);
+  }
 
   /** The backend's record, created on first use. */
   record(serverId: string): BackendRecord {

@@ -11,6 +11,16 @@ import type { CircuitBreaker as BreakerConfig } from '../model/pool.ts';
 
 export type BreakerState = 'CLOSED' | 'OPEN' | 'HALF_OPEN';
 
+/**
+ * What allow() let through: an ordinary request (counted in the window while CLOSED) or one of
+ * HALF_OPEN's probes. The outcome is recorded against what it was let in as, not against whatever
+ * the state is when it ends.
+ */
+export type Admission = 'request' | 'probe';
+
+/** How a let-through request ended: `neutral` (the client left) says nothing about the backend. */
+export type Outcome = 'success' | 'failure' | 'neutral';
+
 export type BreakerSettings = Required<BreakerConfig>;
 
 export interface BreakerView {
@@ -28,6 +38,9 @@ export class CircuitBreakerState {
   /** Probe requests let through in HALF_OPEN, and how many of them succeeded. */
   #probes = 0;
   #probeSuccesses = 0;
+  #halfOpenSince = 0;
+  /** Bumped whenever HALF_OPEN begins: probes of an earlier round no longer count. */
+  #round = 0;
   #second: Float64Array;
   #requests: Float64Array;
   #errors: Float64Array;
@@ -59,32 +72,44 @@ export class CircuitBreakerState {
   }
 
   state(now: number): BreakerState {
-    if (this.#state === 'OPEN' && now - this.#openedAt >= this.#settings.recovery_timeout_seconds * 1000) {
+    const recovery = this.#settings.recovery_timeout_seconds * 1000;
+    // From OPEN after the recovery timeout; and again from a HALF_OPEN whose probes all vanished
+    // without an outcome for as long (a safety net: a lost probe must not hold the pool shut).
+    if ((this.#state === 'OPEN' && now - this.#openedAt >= recovery) || (this.#state === 'HALF_OPEN' && now - this.#halfOpenSince >= recovery)) {
       this.#state = 'HALF_OPEN';
+      this.#halfOpenSince = now;
       this.#probes = 0;
       this.#probeSuccesses = 0;
+      this.#round++;
     }
     return this.#state;
   }
 
-  /** May a request go to the pool now? In HALF_OPEN this takes one of the probe slots. */
-  allow(now: number): boolean {
+  /**
+   * May a request go to the pool now? Null when not; otherwise what it was let in as. In HALF_OPEN
+   * this takes one of the probe slots, which its record() gives back.
+   */
+  allow(now: number): { admission: Admission; round: number } | null {
     const state = this.state(now);
-    if (state === 'CLOSED') return true;
-    if (state === 'OPEN') return false;
-    if (this.#probes >= this.#settings.half_open_requests) return false;
+    if (state === 'CLOSED') return { admission: 'request', round: this.#round };
+    if (state === 'OPEN') return null;
+    if (this.#probes >= this.#settings.half_open_requests) return null;
     this.#probes++;
-    return true;
+    return { admission: 'probe', round: this.#round };
   }
 
-  /** A request the breaker allowed has ended. */
-  record(now: number, failed: boolean, ms: number): void {
-    if (this.#state === 'HALF_OPEN') {
-      if (failed) this.#open(now);
+  /** A request the breaker let through has ended. `ms` is the backend's time to answer. */
+  record(now: number, ticket: { admission: Admission; round: number }, outcome: Outcome, ms: number): void {
+    if (ticket.admission === 'probe') {
+      if (this.#state !== 'HALF_OPEN' || ticket.round !== this.#round) return; // a probe of a round already decided
+      if (outcome === 'neutral') this.#probes--; // the slot goes back: nothing was learned
+      else if (outcome === 'failure') this.#open(now);
       else if (++this.#probeSuccesses >= this.#settings.half_open_requests) this.#close();
       return;
     }
-    if (this.#state === 'OPEN') return; // a straggler from before it opened
+    // Ordinary requests count only while CLOSED (stragglers from before an OPEN are dropped).
+    if (this.#state !== 'CLOSED' || outcome === 'neutral') return;
+    const failed = outcome === 'failure';
     const second = Math.floor(now / 1000);
     const i = second % this.#second.length;
     if (this.#second[i] !== second) {

@@ -15,6 +15,9 @@ import type { IncomingHttpHeaders } from 'undici/types/header.js';
 import type { ListenerMetrics, Metrics } from '../../observability/metrics.ts';
 import { requestId } from '../../observability/request-id.ts';
 import type { Listener } from '../../model/listener.ts';
+import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
+
+type BreakerTicket = NonNullable<ReturnType<CircuitBreakerState['allow']>>;
 import type { BackendTarget, ListenerRuntime, PoolRuntime } from '../../snapshot/snapshot.ts';
 import { countsAsPassiveFailure, passiveOutcome } from '../../health/passive.ts';
 import { clientAddress, downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
@@ -147,6 +150,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   readonly #pool: PoolRuntime;
   /** The request target in origin-form. */
   readonly #path: string;
+  /** What the pool's circuit breaker let this request in as; null when the pool has none. */
+  readonly #ticket: BreakerTicket | null;
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
   readonly #id: string;
@@ -179,8 +184,9 @@ class Exchange implements Dispatcher.DispatchHandler {
   /** Since when the client has not been reading (ms, performance clock); 0 while it reads. */
   #pausedAt = 0;
 
-  constructor(deps: ProxyDeps, view: ListenerView, pool: PoolRuntime, req: IncomingMessage, res: ServerResponse, path: string) {
+  constructor(deps: ProxyDeps, view: ListenerView, pool: PoolRuntime, req: IncomingMessage, res: ServerResponse, path: string, ticket: BreakerTicket | null) {
     this.#deps = deps;
+    this.#ticket = ticket;
     this.#view = view;
     this.#listener = view.runtime.listener;
     this.#pool = pool;
@@ -376,7 +382,11 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   #record(status: number): void {
-    this.#pool.breaker?.record(this.#deps.now(), status >= 500, performance.now() - this.#started);
+    if (this.#ticket) {
+      // A client that left says nothing of the backend; a slow call is a slow answer (head), not a long download.
+      const outcome = status === 499 ? 'neutral' : status >= 500 ? 'failure' : 'success';
+      this.#pool.breaker!.record(this.#deps.now(), this.#ticket, outcome, this.#status !== 0 ? this.#latency : performance.now() - this.#started);
+    }
     const m = this.#view.metrics;
     this.#deps.metrics.request(m, this.#pool.pool.pool_id, this.#target?.id ?? 'none', status, (performance.now() - this.#started) / 1000);
     countBytes(this.#req.socket, m);
@@ -479,8 +489,7 @@ export function forward(deps: ProxyDeps, view: ListenerView, req: IncomingMessag
   if (path === null) return answer(deps, view, req, res, 400, 'the request target must be a path, or an absolute URL naming the Host');
   const pool = view.runtime.pool;
   if (pool === null) return answer(deps, view, req, res, 503, 'the listener has no default pool');
-  if (pool.breaker !== null && !pool.breaker.allow(deps.now())) {
-    return answer(deps, view, req, res, 503, `the circuit breaker of pool ${pool.pool.pool_id} is open`);
-  }
-  new Exchange(deps, view, pool, req, res, path).start();
+  const ticket = pool.breaker?.allow(deps.now()) ?? null;
+  if (pool.breaker !== null && ticket === null) return answer(deps, view, req, res, 503, `the circuit breaker of pool ${pool.pool.pool_id} is open`);
+  new Exchange(deps, view, pool, req, res, path, ticket).start();
 }

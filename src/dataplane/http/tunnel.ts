@@ -12,6 +12,7 @@ import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { countsAsPassiveFailure, passiveOutcome } from '../../health/passive.ts';
 import { requestId } from '../../observability/request-id.ts';
+import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
 import type { PoolRuntime } from '../../snapshot/snapshot.ts';
 import { clientAddress, upstreamRequestHeaders } from './headers.ts';
 import { pickTarget } from './pick.ts';
@@ -62,8 +63,19 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
     answerRaw(client, status, id, reason);
     done(poolId, backend, status);
   };
-  /** The handshake's outcome, for the pool's circuit breaker (which let it through). */
-  const settle = (status: number) => pool?.breaker?.record(deps.now(), status >= 500 || status === 0, performance.now() - started);
+  /**
+   * The handshake's outcome, once, for the pool's circuit breaker that let it through; every way a
+   * handshake can end calls it (a probe slot must always come back). 0: ended without an answer.
+   */
+  let ticket: ReturnType<CircuitBreakerState['allow']> = null;
+  let settled = false;
+  const settle = (status: number, clientLeft = false) => {
+    if (settled || ticket === null) return;
+    settled = true;
+    const outcome = clientLeft ? 'neutral' : status >= 500 || status === 0 ? 'failure' : 'success';
+    pool!.breaker!.record(deps.now(), ticket, outcome, performance.now() - started);
+  };
+  client.once('close', () => settle(0, true));
 
   const problem = headProblem(req);
   if (problem !== null) return refuse(400, problem);
@@ -71,7 +83,10 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
   if (path === null) return refuse(400, 'the request target must be a path, or an absolute URL naming the Host');
   if (!/^websocket$/i.test(req.headers.upgrade ?? '')) return refuse(400, `upgrade to '${req.headers.upgrade}' is not supported`);
   if (pool === null) return refuse(503, 'the listener has no default pool');
-  if (pool.breaker !== null && !pool.breaker.allow(deps.now())) return refuse(503, `the circuit breaker of pool ${pool.pool.pool_id} is open`);
+  if (pool.breaker !== null) {
+    ticket = pool.breaker.allow(deps.now());
+    if (ticket === null) return refuse(503, `the circuit breaker of pool ${pool.pool.pool_id} is open`);
+  }
 
   const clientIp = clientAddress(client.remoteAddress);
   const headers = upstreamRequestHeaders(req, { clientIp, proto: 'http', port: listener.port, requestId: id }, true);
@@ -101,6 +116,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
     // Whatever way the upstream socket ends, its connection slot is free again.
     upstream.once('close', () => {
       if (target.record.connections.delete(terminate)) deps.loadChanged(pool, index);
+      if (connected) settle(0); // closed before answering the handshake (a no-op once it answered)
     });
     upstream.setTimeout(listener.timeouts.connect_ms, () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })));
     upstream.on('error', (err: NodeJS.ErrnoException) => {
@@ -134,6 +150,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
         done(pool.pool.pool_id, target.id, status);
         settle(status);
         if (status === 101) {
+          if (pool.passive) passiveOutcome(target.record, false, '', deps.now()); // an answer resets the count
           // Switched: from here on both directions are the application's.
           if (head.length > 0) upstream.write(head);
           client.pipe(upstream);

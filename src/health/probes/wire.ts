@@ -119,13 +119,21 @@ export class Wire {
     await this.#until(() => done);
   }
 
-  /** Ends politely: sends `farewell`, half-closes, and lets the server close. The signal still bounds it. */
+  /**
+   * Ends politely: sends `farewell`, half-closes, and lets the server close — within LINGER_MS, after
+   * which the socket is destroyed (the check's own timeout is over by then; a peer that never
+   * closes must not keep a socket per check).
+   */
   end(farewell?: Uint8Array): void {
     if (this.#failure !== undefined) return;
     this.#politelyEnded = true;
     this.#failure = 'closed';
     if (farewell) this.#socket.end(farewell);
     else this.#socket.end();
+    const socket = this.#socket;
+    const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+    linger.unref();
+    socket.once('close', () => clearTimeout(linger));
   }
 
   /** Releases the socket: destroyed now, unless a polite end is under way. */
@@ -133,6 +141,9 @@ export class Wire {
     if (!this.#politelyEnded) this.#fail('closed');
   }
 }
+
+/** How long a politely ended probe connection may wait for the server to close it. */
+const LINGER_MS = 2_000;
 
 /** TLS options for a check that sets `tls_enabled`: verification as configured, SNI from `host_header`. */
 export function tlsOptions(check: HealthCheck): ConnectionOptions {
