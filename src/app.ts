@@ -8,6 +8,8 @@ import type { HostPort, ServerConfig } from './config/settings.ts';
 import { BackendService } from './control/backends.ts';
 import { type ControlContext, isoNow, systemClock, systemRandom } from './control/context.ts';
 import { HealthStatusService } from './control/health-status.ts';
+import { CertificateService } from './control/certificates.ts';
+import { SecretBox } from './tls/secret-box.ts';
 import { ListenerService } from './control/listeners.ts';
 import { LoadBalancerService } from './control/load-balancers.ts';
 import { PoolService } from './control/pools.ts';
@@ -69,6 +71,7 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
       loadBalancers: new LoadBalancerService(ctx),
       listeners: new ListenerService(ctx),
       health: new HealthStatusService(ctx),
+      certificates: new CertificateService(ctx, SecretBox.open(config.dataDir, config.secretKey)),
     },
     metrics: dataPlane.metrics,
     readiness: () => {

@@ -19,6 +19,8 @@ export interface ServerConfig {
   adminToken: string | undefined;
   shutdownTimeoutMs: number;
   apiBodyLimitBytes: number;
+  /** Encrypts secrets at rest (certificate private keys); unset: a key generated into the data dir. */
+  secretKey?: string;
 }
 
 interface Setting<K extends keyof ServerConfig> {
@@ -135,4 +137,13 @@ export const SETTINGS = [
     parse: parseInteger(1024, 64 * 1_048_576),
     doc: 'Largest management API request body accepted; larger ones get 413 (bytes).',
   } satisfies Setting<'apiBodyLimitBytes'>,
+  {
+    key: 'secretKey',
+    toml: 'security.secret_key',
+    env: 'FULCRUM_SECRET_KEY',
+    flag: undefined,
+    default: undefined,
+    parse: parseToken,
+    doc: 'Key that encrypts secrets at rest (16+ characters). Unset: one is generated into <data_dir>/secret.key (mode 0600).',
+  } satisfies Setting<'secretKey'>,
 ] as const;

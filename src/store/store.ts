@@ -9,7 +9,7 @@
  * - Reads outside a transaction see only committed data.
  */
 
-export const KINDS = ['load_balancer', 'listener', 'pool', 'backend'] as const;
+export const KINDS = ['load_balancer', 'listener', 'pool', 'backend', 'certificate'] as const;
 export type Kind = (typeof KINDS)[number];
 
 export interface Scope {

@@ -8,6 +8,8 @@ import { LoadBalancerCreate, LoadBalancerPatch } from '../../model/load-balancer
 import { AlgorithmUpdate, PoolCreate, PoolPatch } from '../../model/pool.ts';
 import type { BackendService } from '../../control/backends.ts';
 import type { HealthStatusService } from '../../control/health-status.ts';
+import type { CertificateService } from '../../control/certificates.ts';
+import { CertificateCreate, CertificateQuery } from '../../model/certificate.ts';
 import type { ListenerService } from '../../control/listeners.ts';
 import type { LoadBalancerService } from '../../control/load-balancers.ts';
 import type { PoolService } from '../../control/pools.ts';
@@ -18,6 +20,7 @@ export interface NativeServices {
   loadBalancers: LoadBalancerService;
   listeners: ListenerService;
   health: HealthStatusService;
+  certificates: CertificateService;
 }
 
 const Id = Type.String({ minLength: 1, maxLength: 128 });
@@ -38,7 +41,23 @@ function ifMatch(headers: Record<string, string | string[] | undefined>): string
   return Array.isArray(v) ? v[0] : v;
 }
 
+const CertParams = Strict({ cert_id: Id });
+
 export function registerNativeRoutes(api: FastifyInstance, s: NativeServices): void {
+  // ── Certificates ───────────────────────────────────────────────────────────────────────
+  api.post<{ Body: Static<typeof CertificateCreate> }>('/certificates', { schema: { tags: ['certificates'], body: CertificateCreate } }, async (req, reply) =>
+    reply.status(201).send(etag(reply, await s.certificates.create(req.body))),
+  );
+  api.get<{ Querystring: Static<typeof CertificateQuery> }>('/certificates', { schema: { tags: ['certificates'], querystring: CertificateQuery } }, async (req) =>
+    s.certificates.list(req.query),
+  );
+  api.get<{ Params: Static<typeof CertParams> }>('/certificates/:cert_id', { schema: { tags: ['certificates'], params: CertParams } }, async (req, reply) =>
+    etag(reply, await s.certificates.get(req.params.cert_id)),
+  );
+  api.delete<{ Params: Static<typeof CertParams> }>('/certificates/:cert_id', { schema: { tags: ['certificates'], params: CertParams } }, async (req) =>
+    s.certificates.delete(req.params.cert_id),
+  );
+
   // ── Health results and overrides ───────────────────────────────────────────────────────
   api.get<{ Params: Static<typeof PoolParams>; Querystring: Static<typeof HealthResultsQuery> }>(
     '/pools/:pool_id/health-check/results',
