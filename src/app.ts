@@ -43,7 +43,9 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
   const store = SqliteStore.open(config.dataDir);
   const state = new BackendState();
   // The data plane removes a backend once its drain completes, through the same service the API uses.
+  const secrets = SecretBox.open(config.dataDir, config.secretKey);
   const dataPlane = new ListenerManager(store, state, log.child({ component: 'dataplane' }), {
+    secrets,
     removeDrained: (b) => backends.removeDrained(b.pool_id, b.server_id, b.drain?.drain_id ?? ''),
   });
   let apiAddress: HostPort = config.apiAddr;
@@ -71,7 +73,7 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
       loadBalancers: new LoadBalancerService(ctx),
       listeners: new ListenerService(ctx),
       health: new HealthStatusService(ctx),
-      certificates: new CertificateService(ctx, SecretBox.open(config.dataDir, config.secretKey)),
+      certificates: new CertificateService(ctx, secrets),
     },
     metrics: dataPlane.metrics,
     readiness: () => {

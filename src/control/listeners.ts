@@ -78,6 +78,18 @@ export class ListenerService {
         { field: 'protocol', protocol: listener.protocol, supported: SUPPORTED_LISTENER_PROTOCOLS },
       );
     }
+    if (listener.protocol === 'HTTPS' && !listener.tls) {
+      throw validationError([{ field: 'tls', reason: 'an HTTPS listener needs tls.certificate_ids: the certificates it serves' }]);
+    }
+    if (listener.protocol !== 'HTTPS' && listener.tls) {
+      throw validationError([{ field: 'tls', reason: `applies only to HTTPS listeners, not ${listener.protocol}` }]);
+    }
+    for (const [i, certId] of (listener.tls?.certificate_ids ?? []).entries()) {
+      const cert = await tx.get('certificate', certId);
+      if (!cert || cert.scope.org_id !== listener.org_id) {
+        throw new FulcrumError('CERTIFICATE_NOT_FOUND', `Certificate '${certId}' (tls.certificate_ids[${i}]) not found`, { field: `tls.certificate_ids[${i}]`, cert_id: certId });
+      }
+    }
     if (isIP(listener.bind_address) === 0) {
       throw validationError([{ field: 'bind_address', reason: `'${listener.bind_address}' is not an IPv4 or IPv6 address` }]);
     }
@@ -156,6 +168,7 @@ export class ListenerService {
         timeouts: { ...LISTENER_DEFAULTS.timeouts, ...input.timeouts },
         connection_limit: input.connection_limit ?? null,
         enabled: input.enabled ?? LISTENER_DEFAULTS.enabled,
+        tls: input.tls ?? null,
         org_id: lb.org_id,
         project_id: lb.project_id,
         created_at: now,
@@ -185,6 +198,7 @@ export class ListenerService {
       if (fields.timeouts !== undefined) l.timeouts = { ...l.timeouts, ...fields.timeouts };
       if (fields.connection_limit !== undefined) l.connection_limit = fields.connection_limit;
       if (fields.enabled !== undefined) l.enabled = fields.enabled;
+      if (fields.tls !== undefined) l.tls = fields.tls;
       l.updated_at = isoNow(this.#ctx.clock);
       await this.#check(tx, l, before);
       return (await tx.put('listener', listenerId, lbId, found.scope, l, expect)).body;

@@ -1,4 +1,5 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Backend } from '../model/backend.ts';
@@ -14,6 +15,8 @@ import type { Store } from '../store/store.ts';
 import { forward, type ListenerView, type ProxyDeps } from './http/proxy.ts';
 import { answerRaw, tunnel } from './http/tunnel.ts';
 import { Upstreams } from './http/upstreams.ts';
+import { compileTls, type ListenerTlsRuntime } from './tls-contexts.ts';
+import type { SecretBox } from '../tls/secret-box.ts';
 import { DrainSupervisor } from './drain.ts';
 import { POOL_DEFAULTS } from '../model/pool.ts';
 import { type BreakerSettings, type BreakerView, CircuitBreakerState } from '../runtime/circuit-breaker.ts';
@@ -36,9 +39,13 @@ interface Bound extends ListenerView {
   metrics: ListenerMetrics;
   /** Client sockets handed over to WebSocket tunnels: the HTTP server no longer tracks them. */
   tunnels: Set<Socket>;
+  /** HTTPS: the certificates it serves now. */
+  tls: ListenerTlsRuntime | undefined;
 }
 
 export interface DataPlaneOptions {
+  /** Opens certificate private keys for HTTPS listeners. */
+  secrets: SecretBox;
   /**
    * Removes a backend whose drain completed (zero connections, or its timeout passed), unless it
    * left that drain meanwhile; resolves to whether it was removed.
@@ -127,6 +134,9 @@ export class ListenerManager implements DataPlaneControl {
   readonly #health: HealthChecker;
   /** Circuit breakers by pool identity: their state outlives revisions. */
   readonly #breakers = new Map<string, CircuitBreakerState>();
+  readonly #secrets: SecretBox;
+  /** HTTPS listeners' compiled TLS of the applied revision, or why it cannot be served. */
+  #tls = new Map<string, ListenerTlsRuntime | Error>();
   readonly #proxy: ProxyDeps;
   readonly #now: () => number;
   readonly #random: () => number;
@@ -142,6 +152,7 @@ export class ListenerManager implements DataPlaneControl {
     this.#state = state;
     this.#log = log;
     this.#now = options.now ?? Date.now;
+    this.#secrets = options.secrets;
     this.#random = options.random ?? Math.random;
     this.metrics = new Metrics({
       backendConnections: () => this.#backendConnections(),
@@ -216,6 +227,16 @@ export class ListenerManager implements DataPlaneControl {
     for (const id of this.#breakers.keys()) if (!breakers.has(id)) this.#breakers.delete(id);
     this.#snapshot = next;
     this.#upstreams.retain(this.#upstreamKeys(next, config.backends));
+    const certificates = new Map(config.certificates.map((c) => [c.cert_id, c]));
+    this.#tls = new Map();
+    for (const l of config.listeners) {
+      if (l.protocol !== 'HTTPS') continue;
+      try {
+        this.#tls.set(l.listener_id, compileTls(l, certificates, this.#secrets));
+      } catch (err) {
+        this.#tls.set(l.listener_id, err as Error);
+      }
+    }
     await this.reconcile(config.listeners);
     this.#drains.watch(config.backends.filter((b) => b.admin_status === 'DRAINING'));
     this.#health.sync(checkedBackends(config));
@@ -311,14 +332,32 @@ export class ListenerManager implements DataPlaneControl {
     for (const listener of wanted) {
       const runtime = this.#snapshot.listeners.get(listener.listener_id) ?? { listener, pool: null };
       const current = this.#bound.get(listener.listener_id);
+      let tls: ListenerTlsRuntime | undefined;
+      if (listener.protocol === 'HTTPS') {
+        const compiled = this.#tls.get(listener.listener_id);
+        if (!compiled || compiled instanceof Error) {
+          // A listener whose certificates cannot be served: it says why; one already serving keeps its last good TLS.
+          const reason = compiled?.message ?? 'no TLS configuration';
+          this.#errors.set(listener.listener_id, reason);
+          this.#log.error({ listener_id: listener.listener_id, reason }, 'listener TLS unusable');
+          if (current) current.runtime = runtime;
+          continue;
+        }
+        tls = compiled;
+      }
       if (current && current.key === bindKey(listener)) {
         // Same socket, new settings: requests already running keep the runtime they started with.
         current.listener = listener;
         current.runtime = runtime;
+        if (tls) {
+          current.tls = tls;
+          (current.server as HttpsServer).setSecureContext(tls.defaults);
+        }
+        this.#errors.delete(listener.listener_id);
         this.#applySettings(current);
         continue;
       }
-      const next = this.#newServer(listener, runtime);
+      const next = this.#newServer(listener, runtime, tls);
       try {
         await listen(next.server, listener.bind_address, listener.port);
       } catch (err) {
@@ -352,8 +391,8 @@ export class ListenerManager implements DataPlaneControl {
     );
   }
 
-  #newServer(listener: Listener, runtime: ListenerRuntime): Bound {
-    const server = createHttpServer({
+  #newServer(listener: Listener, runtime: ListenerRuntime, tls: ListenerTlsRuntime | undefined): Bound {
+    const options = {
       keepAlive: true,
       noDelay: true,
       // Bigger writes per syscall when streaming large bodies; backpressure still applies.
@@ -362,8 +401,32 @@ export class ListenerManager implements DataPlaneControl {
       requireHostHeader: false,
       // How often client_ms is enforced (node's default, 30 s, would let a 2 s limit run 30 s).
       connectionsCheckingInterval: 1_000,
-    });
-    const bound: Bound = { listener, runtime, key: bindKey(listener), server, closing: false, metrics: this.metrics.listener(listener.listener_id), tunnels: new Set() };
+    };
+    // HTTPS: SNI picks a context from the listener's current TLS runtime (swapped on each revision).
+    const holder: { tls: ListenerTlsRuntime | undefined } = { tls };
+    const server: Server = tls
+      ? createHttpsServer({
+          ...options,
+          ...tls.defaults,
+          SNICallback: (name, done) => done(null, holder.tls!.pick(name)),
+        })
+      : createHttpServer(options);
+    if (tls) server.on('tlsClientError', (_err: Error, socket: Socket) => socket.destroy());
+    const bound: Bound = {
+      listener,
+      runtime,
+      key: bindKey(listener),
+      server,
+      closing: false,
+      metrics: this.metrics.listener(listener.listener_id),
+      tunnels: new Set(),
+      get tls() {
+        return holder.tls;
+      },
+      set tls(next) {
+        holder.tls = next;
+      },
+    };
     server.on('request', (req, res) => forward(this.#proxy, bound, req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       bound.tunnels.add(socket);

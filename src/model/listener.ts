@@ -5,7 +5,15 @@ export const LISTENER_PROTOCOLS = ['HTTP', 'HTTPS', 'TCP', 'UDP', 'TLS_PASSTHROU
 export type ListenerProtocol = (typeof LISTENER_PROTOCOLS)[number];
 
 /** Protocols the data plane serves today; the others are refused with 422 until they land. */
-export const SUPPORTED_LISTENER_PROTOCOLS: readonly ListenerProtocol[] = ['HTTP'];
+export const SUPPORTED_LISTENER_PROTOCOLS: readonly ListenerProtocol[] = ['HTTP', 'HTTPS'];
+
+/** TLS of an HTTPS listener: the certificates it serves (the first for names no other covers). */
+export const ListenerTls = Strict({
+  certificate_ids: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 100, uniqueItems: true }),
+  min_version: Type.Optional(StringEnum(['TLS1_2', 'TLS1_3'] as const)),
+  ciphers: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: 'OpenSSL cipher list for TLS 1.2' })),
+});
+export type ListenerTls = Static<typeof ListenerTls>;
 
 export const Timeouts = Strict({
   client_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
@@ -45,6 +53,7 @@ export const ListenerCreate = Strict({
   timeouts: Type.Optional(Timeouts),
   connection_limit: Type.Optional(ConnectionLimit),
   enabled: Type.Optional(Type.Boolean()),
+  tls: Type.Optional(ListenerTls),
 });
 export type ListenerCreate = Static<typeof ListenerCreate>;
 
@@ -58,6 +67,7 @@ export const ListenerPatch = Patch(
     timeouts: Timeouts,
     connection_limit: Type.Union([ConnectionLimit, Type.Null()]),
     enabled: Type.Boolean(),
+    tls: Type.Union([ListenerTls, Type.Null()]),
   },
   { version: VersionField },
 );
@@ -74,6 +84,8 @@ export interface Listener {
   timeouts: ListenerTimeouts;
   connection_limit: number | null;
   enabled: boolean;
+  /** HTTPS only; absent in listeners stored before TLS existed. */
+  tls?: ListenerTls | null;
   org_id: string;
   project_id: string;
   created_at: string;

@@ -6,6 +6,7 @@
 import { createBalancer } from '../balancing/index.ts';
 import { weightPlan } from '../control/backend-view.ts';
 import type { Backend } from '../model/backend.ts';
+import type { Certificate } from '../model/certificate.ts';
 import type { Listener } from '../model/listener.ts';
 import type { Pool } from '../model/pool.ts';
 import type { BackendState } from '../runtime/backend-state.ts';
@@ -23,6 +24,7 @@ export interface CompileDeps {
 
 export interface ConfigSet {
   revision: number;
+  certificates: Certificate[];
   listeners: Listener[];
   pools: Pool[];
   backends: Backend[];
@@ -30,13 +32,15 @@ export interface ConfigSet {
 
 export async function readConfig(store: ReadView & { revision(): Promise<number> }): Promise<ConfigSet> {
   const revision = await store.revision();
-  const [listeners, pools, backends] = await Promise.all([
+  const [certificates, listeners, pools, backends] = await Promise.all([
+    store.list<Certificate>('certificate'),
     store.list<Listener>('listener'),
     store.list<Pool>('pool'),
     store.list<Backend>('backend'),
   ]);
   return {
     revision,
+    certificates: certificates.items.map((r) => r.body),
     listeners: listeners.items.map((r) => r.body),
     pools: pools.items.map((r) => r.body),
     backends: backends.items.map((r) => r.body),

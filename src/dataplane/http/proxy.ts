@@ -216,7 +216,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     const listener = this.#listener;
     this.#headers ??= upstreamRequestHeaders(this.#req, {
       clientIp: this.#clientIp,
-      proto: 'http',
+      proto: listener.protocol === 'HTTPS' ? 'https' : 'http',
       port: listener.port,
       requestId: this.#id,
     });

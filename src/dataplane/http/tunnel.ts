@@ -89,7 +89,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
   }
 
   const clientIp = clientAddress(client.remoteAddress);
-  const headers = upstreamRequestHeaders(req, { clientIp, proto: 'http', port: listener.port, requestId: id }, true);
+  const headers = upstreamRequestHeaders(req, { clientIp, proto: listener.protocol === 'HTTPS' ? 'https' : 'http', port: listener.port, requestId: id }, true);
   let requestHead = `${req.method} ${path} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) requestHead += `${headers[i]}: ${headers[i + 1]}\r\n`;
   requestHead += '\r\n';
