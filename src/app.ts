@@ -9,6 +9,8 @@ import { BackendService } from './control/backends.ts';
 import { type ControlContext, isoNow, systemClock, systemRandom } from './control/context.ts';
 import { HealthStatusService } from './control/health-status.ts';
 import { CertificateService } from './control/certificates.ts';
+import { CertificateExpiryWatcher } from './control/certificate-expiry.ts';
+import { EventBus } from './observability/events.ts';
 import { SecretBox } from './tls/secret-box.ts';
 import { ListenerService } from './control/listeners.ts';
 import { LoadBalancerService } from './control/load-balancers.ts';
@@ -29,6 +31,8 @@ export interface Fulcrum {
   api: FastifyInstance;
   dataPlane: ListenerManager;
   state: BackendState;
+  /** Internal events (certificate.expiring, …); webhooks subscribe here. */
+  events: EventBus;
   /** Graceful stop: listeners and API stop accepting, in-flight work finishes until the deadline. */
   stop(): Promise<void>;
 }
@@ -41,6 +45,7 @@ export interface StartOptions {
 export async function startFulcrum(config: ServerConfig, options: StartOptions = {}): Promise<Fulcrum> {
   const log = options.log ?? pino({ level: config.logLevel, base: { service: 'fulcrum' } });
   const store = SqliteStore.open(config.dataDir);
+  const events = new EventBus(log.child({ component: 'events' }));
   const state = new BackendState();
   // The data plane removes a backend once its drain completes, through the same service the API uses.
   const secrets = SecretBox.open(config.dataDir, config.secretKey);
@@ -98,10 +103,13 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
   // Every write goes through writeAndApply, which syncs the data plane before the API answers; a
   // store watch joins in when several instances share a store.
   log.info({ api: `${apiAddress.host}:${apiAddress.port}`, data_dir: config.dataDir, revision: await store.revision(), version: VERSION }, 'fulcrum started');
+  const expiry = new CertificateExpiryWatcher(ctx, events, log.child({ component: 'certificate-expiry' }));
+  await expiry.start();
 
   const stop = () => {
     stopping ??= (async () => {
       log.info({ deadline_ms: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');
+      await expiry.stop();
       const cut = setTimeout(() => api.server.closeAllConnections(), config.shutdownTimeoutMs);
       await Promise.all([dataPlane.stop(config.shutdownTimeoutMs), api.close()]);
       clearTimeout(cut);
@@ -111,5 +119,5 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
     return stopping;
   };
 
-  return { apiAddress, generatedAdminToken: generated, store, api, dataPlane, state, stop };
+  return { apiAddress, generatedAdminToken: generated, store, api, dataPlane, state, events, stop };
 }

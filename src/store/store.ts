@@ -9,7 +9,8 @@
  * - Reads outside a transaction see only committed data.
  */
 
-export const KINDS = ['load_balancer', 'listener', 'pool', 'backend', 'certificate'] as const;
+// certificate_rotation: a certificate's rotation records, parent = cert_id, deleted with it.
+export const KINDS = ['load_balancer', 'listener', 'pool', 'backend', 'certificate', 'certificate_rotation'] as const;
 export type Kind = (typeof KINDS)[number];
 
 export interface Scope {

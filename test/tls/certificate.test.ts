@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { CertFactory } from '../helpers/certs.ts';
 import { CertificateProblem, inspectCertificate } from '../../src/tls/certificate.ts';
 import { SecretBox } from '../../src/tls/secret-box.ts';
+import { lostNames, servesName } from '../../src/control/certificates.ts';
 
 const certs = new CertFactory();
 after(() => certs.remove());
@@ -32,5 +33,25 @@ describe('SecretBox', () => {
     assert.throws(() => new SecretBox('another-key-entirely').open(sealed));
     const tampered = sealed.slice(0, -4) + (sealed.endsWith('AAAA') ? 'BBBB' : 'AAAA');
     assert.throws(() => box.open(tampered));
+  });
+});
+
+describe('servesName / lostNames (what a rotation must keep serving)', () => {
+  const cases: [string[], string, boolean][] = [
+    [['api.example.com'], 'api.example.com', true],
+    [['api.example.com'], 'API.EXAMPLE.COM', true],
+    [['*.example.com'], 'api.example.com', true], // a wildcard serves one label below it
+    [['*.example.com'], 'a.b.example.com', false], // …and only one (RFC 6125 §6.4.3)
+    [['*.example.com'], 'example.com', false], // not the apex
+    [['*.example.com'], '*.example.com', true],
+    [['api.example.com'], '*.example.com', false], // a wildcard is served only by the same wildcard
+    [['*.api.example.com'], '*.example.com', false],
+  ];
+  for (const [names, name, served] of cases) {
+    it(`[${names.join(', ')}] ${served ? 'serves' : 'does not serve'} ${name}`, () => assert.equal(servesName(names, name), served));
+  }
+  it('lostNames lists, in order, the current names the next certificate would not serve', () => {
+    assert.deepEqual(lostNames(['a.example.com', '*.example.com', 'b.example.com'], ['*.example.com']), []);
+    assert.deepEqual(lostNames(['example.com', '*.example.com', 'x.other.com'], ['x.example.com', 'x.other.com']), ['example.com', '*.example.com']);
   });
 });

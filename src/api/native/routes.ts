@@ -9,7 +9,7 @@ import { AlgorithmUpdate, PoolCreate, PoolPatch } from '../../model/pool.ts';
 import type { BackendService } from '../../control/backends.ts';
 import type { HealthStatusService } from '../../control/health-status.ts';
 import type { CertificateService } from '../../control/certificates.ts';
-import { CertificateCreate, CertificateQuery } from '../../model/certificate.ts';
+import { CertificateCreate, CertificatePatch, CertificateQuery, CertificateRotate } from '../../model/certificate.ts';
 import type { ListenerService } from '../../control/listeners.ts';
 import type { LoadBalancerService } from '../../control/load-balancers.ts';
 import type { PoolService } from '../../control/pools.ts';
@@ -56,6 +56,28 @@ export function registerNativeRoutes(api: FastifyInstance, s: NativeServices): v
   );
   api.delete<{ Params: Static<typeof CertParams> }>('/certificates/:cert_id', { schema: { tags: ['certificates'], params: CertParams } }, async (req) =>
     s.certificates.delete(req.params.cert_id),
+  );
+  api.patch<{ Params: Static<typeof CertParams>; Body: Static<typeof CertificatePatch> }>(
+    '/certificates/:cert_id',
+    { schema: { tags: ['certificates'], params: CertParams, body: CertificatePatch } },
+    async (req, reply) => etag(reply, await s.certificates.patch(req.params.cert_id, req.body, ifMatch(req.headers))),
+  );
+  // 202 as the seed has it; on one instance the rotation is already COMPLETED when this answers.
+  api.post<{ Params: Static<typeof CertParams>; Body: Static<typeof CertificateRotate> }>(
+    '/certificates/:cert_id/rotate',
+    { schema: { tags: ['certificates'], params: CertParams, body: CertificateRotate } },
+    async (req, reply) => reply.status(202).send(await s.certificates.rotate(req.params.cert_id, req.body)),
+  );
+  api.get<{ Params: Static<typeof CertParams>; Querystring: Static<typeof Paging> }>(
+    '/certificates/:cert_id/rotations',
+    { schema: { tags: ['certificates'], params: CertParams, querystring: Paging } },
+    async (req) => s.certificates.listRotations(req.params.cert_id, req.query),
+  );
+  const RotationParams = Strict({ cert_id: Id, rotation_id: Id });
+  api.get<{ Params: Static<typeof RotationParams> }>(
+    '/certificates/:cert_id/rotations/:rotation_id',
+    { schema: { tags: ['certificates'], params: RotationParams } },
+    async (req) => s.certificates.getRotation(req.params.cert_id, req.params.rotation_id),
   );
 
   // ── Health results and overrides ───────────────────────────────────────────────────────
