@@ -13,6 +13,7 @@ import type { Pool } from '../model/pool.ts';
 import type { WriteTx } from '../store/store.ts';
 import { type BackendLive, effectiveHealthCheck, liveView } from './backend-view.ts';
 import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
+import { checkBackendTls } from './backend-tls.ts';
 import { FulcrumError, type FieldProblem, notFound, validationError } from './errors.ts';
 import { checkHealthCheck, keepRedactedSecrets } from './health-checks.ts';
 import { allocateId, shortSuffix } from './ids.ts';
@@ -20,7 +21,7 @@ import { allocateId, shortSuffix } from './ids.ts';
 export type BackendView = Backend & BackendLive;
 
 function checkBackend(backend: Backend, pool: Pool): FieldProblem[] {
-  const problems: FieldProblem[] = [];
+  const problems: FieldProblem[] = [...checkBackendTls(backend.tls, 'tls.')];
   if (backend.hostname === null && backend.ip_address === null) {
     problems.push({ field: 'ip_address', reason: 'give ip_address or hostname: the backend needs an address' });
   }

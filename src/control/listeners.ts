@@ -1,17 +1,27 @@
 import { isIP } from 'node:net';
 import type { HostPort } from '../config/settings.ts';
+import { createSecureContext } from 'node:tls';
 import {
+  HSTS_DEFAULTS,
+  type HstsSettings,
   type Listener,
   LISTENER_DEFAULTS,
   type ListenerCreate,
   type ListenerPatch,
+  type ListenerTls,
+  type ListenerTlsInput,
+  REDIRECT_DEFAULTS,
+  type RedirectSettings,
+  type SniRoute,
   SUPPORTED_LISTENER_PROTOCOLS,
+  TLS_DEFAULTS,
 } from '../model/listener.ts';
 import type { LoadBalancer } from '../model/load-balancer.ts';
 import type { Pool } from '../model/pool.ts';
 import type { WriteTx } from '../store/store.ts';
+import { readPemBundle } from '../tls/certificate.ts';
 import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
-import { FulcrumError, notFound, validationError } from './errors.ts';
+import { FulcrumError, type FieldProblem, notFound, validationError } from './errors.ts';
 import { allocateId } from './ids.ts';
 
 export interface ListenerView extends Listener {
@@ -35,6 +45,80 @@ export function addressesOverlap(a: string, b: string): boolean {
   if (a === '0.0.0.0') return isIP(b) === 4;
   if (b === '0.0.0.0') return isIP(a) === 4;
   return false;
+}
+
+/** A listener's TLS as stored: defaults filled in, certificate ids as given. */
+function tlsSettings(input: ListenerTlsInput): ListenerTls {
+  return {
+    certificate_ids: input.certificate_ids ?? [],
+    min_version: input.min_version ?? TLS_DEFAULTS.min_version,
+    ...(input.ciphers !== undefined ? { ciphers: input.ciphers } : {}),
+    alpn: input.alpn ?? [...TLS_DEFAULTS.alpn],
+    client_auth: input.client_auth ?? TLS_DEFAULTS.client_auth,
+    ...(input.client_ca_pem !== undefined ? { client_ca_pem: input.client_ca_pem } : {}),
+    client_subject_header: input.client_subject_header ?? TLS_DEFAULTS.client_subject_header,
+  };
+}
+
+function hstsSettings(input: Partial<HstsSettings>, base: HstsSettings = HSTS_DEFAULTS): HstsSettings {
+  return { ...base, ...input };
+}
+
+function redirectSettings(input: Partial<RedirectSettings>, base: RedirectSettings = REDIRECT_DEFAULTS): RedirectSettings {
+  return { ...base, ...input };
+}
+
+function sniRoutes(routes: SniRoute[]): SniRoute[] {
+  return routes.map((r) => ({ hostnames: r.hostnames.map((h) => h.toLowerCase()), pool_id: r.pool_id }));
+}
+
+/** Rules on the protocol-specific fields; they never look at other resources. */
+function checkProtocolFields(l: Listener): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  const only = (field: string, protocol: string, hint: string) =>
+    problems.push({ field, reason: `applies only to ${protocol} listeners, not ${l.protocol}; ${hint}` });
+  if (l.protocol === 'HTTPS') {
+    if (!l.tls || l.tls.certificate_ids.length === 0) {
+      problems.push({ field: 'tls.certificate_ids', reason: 'an HTTPS listener needs the certificates it serves' });
+    }
+  } else if (l.tls) only('tls', 'HTTPS', 'send "tls": null');
+  if (l.tls) {
+    const tls = l.tls;
+    if (tls.client_auth !== 'NONE' && tls.client_ca_pem === undefined) {
+      problems.push({ field: 'tls.client_ca_pem', reason: `client_auth ${tls.client_auth} needs the CA bundle client certificates are verified against` });
+    }
+    if (tls.client_ca_pem !== undefined) {
+      try {
+        readPemBundle(tls.client_ca_pem, 'the bundle');
+      } catch (err) {
+        problems.push({ field: 'tls.client_ca_pem', reason: (err as Error).message });
+      }
+    }
+    if (tls.ciphers !== undefined) {
+      try {
+        createSecureContext({ ciphers: tls.ciphers });
+      } catch (err) {
+        problems.push({ field: 'tls.ciphers', reason: `not a cipher list OpenSSL accepts (${(err as Error).message})` });
+      }
+    }
+  }
+  if (l.hsts && l.protocol !== 'HTTPS') only('hsts', 'HTTPS', 'send "hsts": null');
+  // The preload list's own rules (hstspreload.org): a year at least, and every subdomain.
+  if (l.hsts?.preload && (!l.hsts.include_subdomains || l.hsts.max_age_seconds < 31_536_000)) {
+    problems.push({ field: 'hsts.preload', reason: 'preload needs include_subdomains and max_age_seconds of at least 31536000 (one year)' });
+  }
+  if (l.redirect_to_https && l.protocol !== 'HTTP') only('redirect_to_https', 'HTTP', 'send "redirect_to_https": null');
+  const routes = l.sni_routes ?? [];
+  if (routes.length > 0 && l.protocol !== 'TLS_PASSTHROUGH') only('sni_routes', 'TLS_PASSTHROUGH', 'send "sni_routes": []');
+  const seen = new Map<string, number>();
+  routes.forEach((r, i) =>
+    r.hostnames.forEach((h, j) => {
+      const first = seen.get(h);
+      if (first !== undefined) problems.push({ field: `sni_routes[${i}].hostnames[${j}]`, reason: `'${h}' is already routed by sni_routes[${first}]` });
+      else seen.set(h, i);
+    }),
+  );
+  return problems;
 }
 
 export class ListenerService {
@@ -78,16 +162,18 @@ export class ListenerService {
         { field: 'protocol', protocol: listener.protocol, supported: SUPPORTED_LISTENER_PROTOCOLS },
       );
     }
-    if (listener.protocol === 'HTTPS' && !listener.tls) {
-      throw validationError([{ field: 'tls', reason: 'an HTTPS listener needs tls.certificate_ids: the certificates it serves' }]);
-    }
-    if (listener.protocol !== 'HTTPS' && listener.tls) {
-      throw validationError([{ field: 'tls', reason: `applies only to HTTPS listeners, not ${listener.protocol}` }]);
-    }
+    const problems = checkProtocolFields(listener);
+    if (problems.length > 0) throw validationError(problems);
     for (const [i, certId] of (listener.tls?.certificate_ids ?? []).entries()) {
       const cert = await tx.get('certificate', certId);
       if (!cert || cert.scope.org_id !== listener.org_id) {
         throw new FulcrumError('CERTIFICATE_NOT_FOUND', `Certificate '${certId}' (tls.certificate_ids[${i}]) not found`, { field: `tls.certificate_ids[${i}]`, cert_id: certId });
+      }
+    }
+    for (const [i, route] of (listener.sni_routes ?? []).entries()) {
+      const pool = await tx.get<Pool>('pool', route.pool_id);
+      if (!pool || pool.scope.org_id !== listener.org_id) {
+        throw new FulcrumError('POOL_NOT_FOUND', `Pool '${route.pool_id}' (sni_routes[${i}].pool_id) not found`, { field: `sni_routes[${i}].pool_id`, pool_id: route.pool_id });
       }
     }
     if (isIP(listener.bind_address) === 0) {
@@ -168,7 +254,10 @@ export class ListenerService {
         timeouts: { ...LISTENER_DEFAULTS.timeouts, ...input.timeouts },
         connection_limit: input.connection_limit ?? null,
         enabled: input.enabled ?? LISTENER_DEFAULTS.enabled,
-        tls: input.tls ?? null,
+        tls: input.tls ? tlsSettings(input.tls) : null,
+        hsts: input.hsts ? hstsSettings(input.hsts) : null,
+        redirect_to_https: input.redirect_to_https ? redirectSettings(input.redirect_to_https) : null,
+        sni_routes: sniRoutes(input.sni_routes ?? []),
         org_id: lb.org_id,
         project_id: lb.project_id,
         created_at: now,
@@ -198,7 +287,13 @@ export class ListenerService {
       if (fields.timeouts !== undefined) l.timeouts = { ...l.timeouts, ...fields.timeouts };
       if (fields.connection_limit !== undefined) l.connection_limit = fields.connection_limit;
       if (fields.enabled !== undefined) l.enabled = fields.enabled;
-      if (fields.tls !== undefined) l.tls = fields.tls;
+      // Nested settings merge: a PATCH names only the fields it changes; null removes them.
+      if (fields.tls !== undefined) l.tls = fields.tls === null ? null : tlsSettings({ ...l.tls, ...fields.tls });
+      if (fields.hsts !== undefined) l.hsts = fields.hsts === null ? null : hstsSettings(fields.hsts, l.hsts ?? undefined);
+      if (fields.redirect_to_https !== undefined) {
+        l.redirect_to_https = fields.redirect_to_https === null ? null : redirectSettings(fields.redirect_to_https, l.redirect_to_https ?? undefined);
+      }
+      if (fields.sni_routes !== undefined) l.sni_routes = sniRoutes(fields.sni_routes);
       l.updated_at = isoNow(this.#ctx.clock);
       await this.#check(tx, l, before);
       return (await tx.put('listener', listenerId, lbId, found.scope, l, expect)).body;

@@ -11,6 +11,7 @@ import {
   type PoolPatch,
 } from '../model/pool.ts';
 import type { WriteTx } from '../store/store.ts';
+import { checkBackendTls } from './backend-tls.ts';
 import { liveView } from './backend-view.ts';
 import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
 import { FulcrumError, type FieldProblem, notFound, validationError } from './errors.ts';
@@ -28,7 +29,7 @@ export interface PoolView extends Pool {
 
 /** Domain rules over a whole pool, after defaults. */
 function checkPool(pool: Pool, healthCheckPrefix = 'health_check.'): FieldProblem[] {
-  const problems: FieldProblem[] = [];
+  const problems: FieldProblem[] = [...checkBackendTls(pool.backend_tls, 'backend_tls.')];
   if (pool.health_check) problems.push(...checkHealthCheck(pool.health_check, healthCheckPrefix));
   const sp = pool.session_persistence;
   if (sp.enabled && sp.type === undefined) {
@@ -123,6 +124,7 @@ export class PoolService {
         connection_limits: { ...POOL_DEFAULTS.connection_limits, ...input.connection_limits },
         circuit_breaker: { ...POOL_DEFAULTS.circuit_breaker, ...input.circuit_breaker },
         passive_health: { enabled: true, ...input.passive_health },
+        backend_tls: input.backend_tls ?? null,
         retries: input.retries ?? POOL_DEFAULTS.retries,
         load_balancer_id: input.load_balancer_id ?? null,
         ...scope,
@@ -167,6 +169,7 @@ export class PoolService {
       if (fields.session_persistence !== undefined) pool.session_persistence = { ...pool.session_persistence, ...fields.session_persistence };
       if (fields.connection_limits !== undefined) pool.connection_limits = { ...pool.connection_limits, ...fields.connection_limits };
       if (fields.circuit_breaker !== undefined) pool.circuit_breaker = { ...pool.circuit_breaker, ...fields.circuit_breaker };
+      if (fields.backend_tls !== undefined) pool.backend_tls = fields.backend_tls === null ? null : { ...pool.backend_tls, ...fields.backend_tls };
       if (fields.passive_health !== undefined) pool.passive_health = { enabled: true, ...pool.passive_health, ...fields.passive_health };
       if (fields.health_check !== undefined) {
         pool.health_check =

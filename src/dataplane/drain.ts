@@ -7,7 +7,6 @@
 import type { Logger } from 'pino';
 import type { Backend } from '../model/backend.ts';
 import type { BackendState } from '../runtime/backend-state.ts';
-import { backendOrigin } from '../snapshot/compile.ts';
 
 /** How often drains are checked: the API sees a finished drain within this. */
 const CHECK_EVERY_MS = 100;
@@ -16,7 +15,8 @@ export interface DrainDeps {
   state: BackendState;
   now: () => number;
   log: Logger;
-  closeIdle(origin: string): void;
+  /** Closes the idle upstream connections of a backend. */
+  closeIdle(serverId: string): void;
   remove(backend: Backend): Promise<boolean>;
 }
 
@@ -45,7 +45,7 @@ export class DrainSupervisor {
       const start = now - recorded < 1500 ? now : recorded;
       this.#draining.set(b.server_id, { backend: b, deadline: start + (b.drain?.timeout_seconds ?? 0) * 1000 });
       this.#deps.log.info({ server_id: b.server_id, drain: b.drain }, 'drain started');
-      if (b.drain?.close_idle_connections !== false) this.#deps.closeIdle(backendOrigin(b));
+      if (b.drain?.close_idle_connections !== false) this.#deps.closeIdle(b.server_id);
     }
     if (this.#draining.size > 0 && this.#timer === undefined) {
       this.#timer = setInterval(() => this.#check(), CHECK_EVERY_MS);

@@ -1,6 +1,6 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { createServer as createNetServer, type Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Backend } from '../model/backend.ts';
 import type { Listener } from '../model/listener.ts';
@@ -9,13 +9,15 @@ import type { DataPlaneControl } from '../control/context.ts';
 import { type ListenerMetrics, Metrics } from '../observability/metrics.ts';
 import { requestId } from '../observability/request-id.ts';
 import type { BackendState } from '../runtime/backend-state.ts';
-import { backendOrigin, compile, readConfig } from '../snapshot/compile.ts';
+import { compile, readConfig, upstreamSpec } from '../snapshot/compile.ts';
 import { EMPTY_SNAPSHOT, type ListenerRuntime, type PoolRuntime, type RuntimeSnapshot } from '../snapshot/snapshot.ts';
 import type { Store } from '../store/store.ts';
 import { forward, type ListenerView, type ProxyDeps } from './http/proxy.ts';
 import { answerRaw, tunnel } from './http/tunnel.ts';
 import { Upstreams } from './http/upstreams.ts';
-import { compileTls, type ListenerTlsRuntime } from './tls-contexts.ts';
+import { compileListenerTls, type ListenerTlsRuntime, SecureContextCache } from './tls/listener-tls.ts';
+import { passthrough } from './tls/passthrough.ts';
+import { httpServer, httpsServer, type ListenerServer, tcpServer, type TlsHandlers } from './servers.ts';
 import type { SecretBox } from '../tls/secret-box.ts';
 import { DrainSupervisor } from './drain.ts';
 import { POOL_DEFAULTS } from '../model/pool.ts';
@@ -32,14 +34,12 @@ const RAMP_TICK_MS = 250;
 interface Bound extends ListenerView {
   listener: Listener;
   runtime: ListenerRuntime;
-  server: Server;
+  handle: ListenerServer & { applyTls?(next: ListenerTlsRuntime, previous: ListenerTlsRuntime): void };
   key: string;
   /** Set when the socket stops accepting: responses still running close their connection. */
   closing: boolean;
   metrics: ListenerMetrics;
-  /** Client sockets handed over to WebSocket tunnels: the HTTP server no longer tracks them. */
-  tunnels: Set<Socket>;
-  /** HTTPS: the certificates it serves now. */
+  /** HTTPS: the certificates and TLS settings it serves now (read at each handshake). */
   tls: ListenerTlsRuntime | undefined;
 }
 
@@ -74,14 +74,6 @@ function listen(server: Server, host: string, port: number): Promise<void> {
       server.off('error', onError);
       resolve();
     });
-  });
-}
-
-/** Stops accepting, lets in-flight requests finish, closes idle keep-alive connections. */
-function closeGracefully(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeIdleConnections();
   });
 }
 
@@ -127,8 +119,7 @@ export class ListenerManager implements DataPlaneControl {
   readonly #bound = new Map<string, Bound>();
   readonly #errors = new Map<string, string>();
   /** Old sockets still finishing their in-flight requests; stop() waits for them too. */
-  readonly #retiring = new Map<Server, Promise<void>>();
-  readonly #retiredBounds = new Set<Bound>();
+  readonly #retiring = new Map<Bound, Promise<void>>();
   readonly #upstreams = new Upstreams();
   readonly #drains: DrainSupervisor;
   readonly #health: HealthChecker;
@@ -137,6 +128,7 @@ export class ListenerManager implements DataPlaneControl {
   readonly #secrets: SecretBox;
   /** HTTPS listeners' compiled TLS of the applied revision, or why it cannot be served. */
   #tls = new Map<string, ListenerTlsRuntime | Error>();
+  readonly #contexts = new SecureContextCache();
   readonly #proxy: ProxyDeps;
   readonly #now: () => number;
   readonly #random: () => number;
@@ -163,7 +155,7 @@ export class ListenerManager implements DataPlaneControl {
       state,
       now: this.#now,
       log,
-      closeIdle: (origin) => this.#upstreams.closeOrigin(origin),
+      closeIdle: (serverId) => this.#upstreams.closeBackend(serverId),
       remove: options.removeDrained,
     });
     this.#health = new HealthChecker({
@@ -226,17 +218,19 @@ export class ListenerManager implements DataPlaneControl {
     });
     for (const id of this.#breakers.keys()) if (!breakers.has(id)) this.#breakers.delete(id);
     this.#snapshot = next;
-    this.#upstreams.retain(this.#upstreamKeys(next, config.backends));
+    this.#upstreams.retain(this.#upstreamKeys(next, config));
     const certificates = new Map(config.certificates.map((c) => [c.cert_id, c]));
     this.#tls = new Map();
+    this.#contexts.begin();
     for (const l of config.listeners) {
-      if (l.protocol !== 'HTTPS') continue;
+      if (l.protocol !== 'HTTPS' || !l.enabled) continue;
       try {
-        this.#tls.set(l.listener_id, compileTls(l, certificates, this.#secrets));
+        this.#tls.set(l.listener_id, compileListenerTls(l, certificates, this.#secrets, this.#contexts));
       } catch (err) {
         this.#tls.set(l.listener_id, err as Error);
       }
     }
+    this.#contexts.end();
     await this.reconcile(config.listeners);
     this.#drains.watch(config.backends.filter((b) => b.admin_status === 'DRAINING'));
     this.#health.sync(checkedBackends(config));
@@ -257,16 +251,19 @@ export class ListenerManager implements DataPlaneControl {
   }
 
   /** Upstream pools still needed: every backend a listener can reach, and draining ones that keep idle connections. */
-  #upstreamKeys(snapshot: RuntimeSnapshot, backends: Backend[]): Set<string> {
+  #upstreamKeys(snapshot: RuntimeSnapshot, config: ConfigSet): Set<string> {
     const keys = new Set<string>();
     const connectTimeouts = new Set<number>();
     for (const l of snapshot.listeners.values()) {
       connectTimeouts.add(l.listener.timeouts.connect_ms);
-      for (const t of l.pool?.targets ?? []) keys.add(Upstreams.key(t.origin, l.listener.timeouts.connect_ms));
+      for (const t of l.pool?.targets ?? []) keys.add(Upstreams.key(t.upstream, l.listener.timeouts.connect_ms));
     }
-    for (const b of backends) {
+    const pools = new Map(config.pools.map((p) => [p.pool_id, p]));
+    for (const b of config.backends) {
       if (b.admin_status !== 'DRAINING' || b.drain?.close_idle_connections !== false) continue;
-      for (const ms of connectTimeouts) keys.add(Upstreams.key(backendOrigin(b), ms));
+      const pool = pools.get(b.pool_id);
+      if (!pool) continue;
+      for (const ms of connectTimeouts) keys.add(Upstreams.key(upstreamSpec(pool, b), ms));
     }
     return keys;
   }
@@ -330,7 +327,7 @@ export class ListenerManager implements DataPlaneControl {
     for (const id of this.#errors.keys()) if (!wantedIds.has(id)) this.#errors.delete(id);
 
     for (const listener of wanted) {
-      const runtime = this.#snapshot.listeners.get(listener.listener_id) ?? { listener, pool: null };
+      const runtime = this.#snapshot.listeners.get(listener.listener_id)!;
       const current = this.#bound.get(listener.listener_id);
       let tls: ListenerTlsRuntime | undefined;
       if (listener.protocol === 'HTTPS') {
@@ -346,12 +343,13 @@ export class ListenerManager implements DataPlaneControl {
         tls = compiled;
       }
       if (current && current.key === bindKey(listener)) {
-        // Same socket, new settings: requests already running keep the runtime they started with.
+        // Same socket, new settings: requests already running keep the runtime they started with;
+        // new handshakes see the new TLS, connections already open keep what they negotiated.
         current.listener = listener;
         current.runtime = runtime;
-        if (tls) {
+        if (tls && current.tls) {
+          current.handle.applyTls?.(tls, current.tls);
           current.tls = tls;
-          (current.server as HttpsServer).setSecureContext(tls.defaults);
         }
         this.#errors.delete(listener.listener_id);
         this.#applySettings(current);
@@ -359,7 +357,7 @@ export class ListenerManager implements DataPlaneControl {
       }
       const next = this.#newServer(listener, runtime, tls);
       try {
-        await listen(next.server, listener.bind_address, listener.port);
+        await listen(next.handle.server, listener.bind_address, listener.port);
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
         this.#errors.set(listener.listener_id, `cannot bind ${listener.bind_address}:${listener.port}: ${e.code ?? e.message}`);
@@ -368,7 +366,7 @@ export class ListenerManager implements DataPlaneControl {
       }
       this.#errors.delete(listener.listener_id);
       this.#bound.set(listener.listener_id, next);
-      this.#log.info({ listener_id: listener.listener_id, address: listener.bind_address, port: listener.port }, 'listener bound');
+      this.#log.info({ listener_id: listener.listener_id, protocol: listener.protocol, address: listener.bind_address, port: listener.port }, 'listener bound');
       if (current) this.#retire(current);
     }
   }
@@ -380,65 +378,48 @@ export class ListenerManager implements DataPlaneControl {
    */
   #retire(bound: Bound): void {
     bound.closing = true;
-    const server = bound.server;
-    this.#retiredBounds.add(bound);
     this.#retiring.set(
-      server,
-      closeGracefully(server).finally(() => {
-        this.#retiring.delete(server);
-        this.#retiredBounds.delete(bound);
-      }),
+      bound,
+      bound.handle.close().finally(() => this.#retiring.delete(bound)),
     );
   }
 
   #newServer(listener: Listener, runtime: ListenerRuntime, tls: ListenerTlsRuntime | undefined): Bound {
-    const options = {
-      keepAlive: true,
-      noDelay: true,
-      // Bigger writes per syscall when streaming large bodies; backpressure still applies.
-      highWaterMark: 256 * 1024,
-      // Checked in forward(), so the 400 carries a request id and a reason like every other.
-      requireHostHeader: false,
-      // How often client_ms is enforced (node's default, 30 s, would let a 2 s limit run 30 s).
-      connectionsCheckingInterval: 1_000,
-    };
-    // HTTPS: SNI picks a context from the listener's current TLS runtime (swapped on each revision).
-    const holder: { tls: ListenerTlsRuntime | undefined } = { tls };
-    const server: Server = tls
-      ? createHttpsServer({
-          ...options,
-          ...tls.defaults,
-          SNICallback: (name, done) => done(null, holder.tls!.pick(name)),
-        })
-      : createHttpServer(options);
-    if (tls) server.on('tlsClientError', (_err: Error, socket: Socket) => socket.destroy());
-    const bound: Bound = {
+    const bound = {
       listener,
       runtime,
       key: bindKey(listener),
-      server,
       closing: false,
       metrics: this.metrics.listener(listener.listener_id),
-      tunnels: new Set(),
-      get tls() {
-        return holder.tls;
+      tls,
+    } as Bound;
+    if (listener.protocol === 'TLS_PASSTHROUGH') {
+      bound.handle = tcpServer((socket) => {
+        bound.metrics.connections.inc();
+        socket.once('close', () => bound.metrics.connections.dec());
+        passthrough(this.#proxy, bound, socket);
+      });
+      this.#applySettings(bound);
+      return bound;
+    }
+    const handlers: TlsHandlers = {
+      request: (req, res) => forward(this.#proxy, bound, req, res),
+      upgrade: (req: IncomingMessage, socket: Socket, head: Buffer) => tunnel(this.#proxy, bound, req, socket, head),
+      connect: (socket: Socket) => refuseConnect(socket),
+      clientError: (err: NodeJS.ErrnoException, socket: Socket) => this.#clientError(bound, err, socket),
+      connection: (socket: Socket) => {
+        bound.metrics.connections.inc();
+        socket.once('close', () => bound.metrics.connections.dec());
       },
-      set tls(next) {
-        holder.tls = next;
+      handshake: (socket: TLSSocket) => this.metrics.handshake(bound.metrics, socket.getProtocol() ?? 'unknown'),
+      handshakeError: (err: Error, socket: Socket) => {
+        bound.metrics.handshakeErrors.inc();
+        this.#log.debug({ listener_id: bound.listener.listener_id, client: socket.remoteAddress, err: err.message }, 'TLS handshake failed');
       },
     };
-    server.on('request', (req, res) => forward(this.#proxy, bound, req, res));
-    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-      bound.tunnels.add(socket);
-      socket.once('close', () => bound.tunnels.delete(socket));
-      tunnel(this.#proxy, bound, req, socket, head);
-    });
-    server.on('connection', (socket: Socket) => {
-      bound.metrics.connections.inc();
-      socket.once('close', () => bound.metrics.connections.dec());
-    });
-    server.on('connect', (_req: IncomingMessage, socket: Socket) => refuseConnect(socket));
-    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#clientError(bound, err, socket));
+    bound.handle = tls
+      ? httpsServer(tls, () => bound.tls!, () => bound.listener.timeouts.idle_ms, handlers)
+      : httpServer(handlers);
     this.#applySettings(bound);
     return bound;
   }
@@ -471,10 +452,12 @@ export class ListenerManager implements DataPlaneControl {
 
   #applySettings(bound: Bound): void {
     const t = bound.listener.timeouts;
-    bound.server.requestTimeout = t.client_ms;
-    bound.server.headersTimeout = Math.min(t.client_ms, 60_000);
-    bound.server.keepAliveTimeout = t.idle_ms;
-    bound.server.maxConnections = bound.listener.connection_limit ?? Infinity;
+    const server = bound.handle.server;
+    server.maxConnections = bound.listener.connection_limit ?? Infinity;
+    if (bound.listener.protocol === 'TLS_PASSTHROUGH') return;
+    // node:http reads these from the server for each HTTP/1.x connection and request (the HTTPS
+    // server's HTTP/1.1 side included).
+    Object.assign(server, { requestTimeout: t.client_ms, headersTimeout: Math.min(t.client_ms, 60_000), keepAliveTimeout: t.idle_ms });
   }
 
   async probeBind(protocol: string, address: string, port: number): Promise<void> {
@@ -516,8 +499,8 @@ export class ListenerManager implements DataPlaneControl {
     const bound = [...this.#bound.values()];
     this.#bound.clear();
     for (const b of bound) b.closing = true;
-    const servers = [...bound.map((b) => b.server), ...this.#retiring.keys()];
-    const all = Promise.all([...bound.map((b) => closeGracefully(b.server)), ...this.#retiring.values()]);
+    const all = Promise.all([...bound.map((b) => b.handle.close()), ...this.#retiring.values()]);
+    const every = [...bound, ...this.#retiring.keys()];
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
       timer = setTimeout(() => resolve('deadline'), deadlineMs);
@@ -525,8 +508,7 @@ export class ListenerManager implements DataPlaneControl {
     const outcome = await Promise.race([all.then(() => 'done' as const), deadline]);
     clearTimeout(timer);
     if (outcome === 'deadline') {
-      for (const s of servers) s.closeAllConnections();
-      for (const b of [...bound, ...this.#retiredBounds]) for (const t of b.tunnels) t.destroy();
+      for (const b of every) b.handle.cut();
       await all;
     }
     await this.#upstreams.close();

@@ -12,8 +12,24 @@ export const PASSIVE_OFFLINE_MS = 60_000;
 /** Error codes of a forwarding attempt that count against the backend. */
 const COUNTED = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'FULCRUM_INVALID_RESPONSE']);
 
+/**
+ * The connection to the backend failed before any byte of a request left: the TLS handshake (its
+ * certificate did not verify, it does not speak TLS), or HTTP/2 was not agreed (ALPN, no SETTINGS),
+ * or the backend refused the stream unprocessed (RFC 9113 §8.7). Another backend may take it.
+ */
+export function isHandshakeFailure(code: string): boolean {
+  return (
+    code.startsWith('ERR_SSL_') ||
+    code.startsWith('ERR_TLS_') ||
+    code.includes('CERT') ||
+    code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' ||
+    code === 'FULCRUM_H2_ALPN' ||
+    code === 'FULCRUM_H2_HANDSHAKE'
+  );
+}
+
 export function countsAsPassiveFailure(code: string): boolean {
-  return COUNTED.has(code) || code.startsWith('HPE_') || code === 'HTTPParserError';
+  return COUNTED.has(code) || code.startsWith('HPE_') || code === 'HTTPParserError' || isHandshakeFailure(code);
 }
 
 /**

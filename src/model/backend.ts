@@ -10,19 +10,22 @@ export type AdminStatus = (typeof ADMIN_STATUSES)[number];
 export const BACKEND_STATUSES = ['STARTING', 'HEALTHY', 'UNHEALTHY', 'OFFLINE', 'DRAINING', 'DISABLED'] as const;
 export type BackendStatus = (typeof BACKEND_STATUSES)[number];
 
-export const BackendTls = Strict({
-  enabled: Type.Optional(Type.Boolean()),
-  verify: Type.Optional(Type.Boolean()),
-  sni_hostname: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
-  ca_pem: Type.Optional(Type.String({ minLength: 1, maxLength: 65_536 })),
-});
-export type BackendTls = Static<typeof BackendTls>;
-
 const Hostname = Type.String({
   minLength: 1,
   maxLength: 253,
   pattern: '^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\\.?$',
 });
+
+/** TLS from Fulcrum to a backend (seed 000's backend `tls`), also a pool's `backend_tls` default. */
+export const BackendTls = Strict({
+  enabled: Type.Optional(Type.Boolean({ description: 'TLS to the backend (default false)' })),
+  verify: Type.Optional(Type.Boolean({ description: "Verify the backend's certificate (default true)" })),
+  sni_hostname: Type.Optional(Type.String({ minLength: 1, maxLength: 253, pattern: '^(?=.*[A-Za-z])[A-Za-z0-9.-]+$', description: 'SNI and the name verified; a host name, not an IP' })),
+  ca_pem: Type.Optional(Type.String({ minLength: 1, maxLength: 1_048_576, description: 'CA bundle to verify against; Node\'s roots when absent' })),
+  http2: Type.Optional(Type.Boolean({ description: 'HTTP/2 to the backend: ALPN h2 over TLS, or cleartext h2 (prior knowledge) without' })),
+});
+export type BackendTls = Static<typeof BackendTls>;
+
 const IpAddress = Type.String({ minLength: 2, maxLength: 45, description: 'IPv4 or IPv6 address' });
 
 const BackendProps = {

@@ -5,15 +5,90 @@ export const LISTENER_PROTOCOLS = ['HTTP', 'HTTPS', 'TCP', 'UDP', 'TLS_PASSTHROU
 export type ListenerProtocol = (typeof LISTENER_PROTOCOLS)[number];
 
 /** Protocols the data plane serves today; the others are refused with 422 until they land. */
-export const SUPPORTED_LISTENER_PROTOCOLS: readonly ListenerProtocol[] = ['HTTP', 'HTTPS'];
+export const SUPPORTED_LISTENER_PROTOCOLS: readonly ListenerProtocol[] = ['HTTP', 'HTTPS', 'TLS_PASSTHROUGH'];
 
-/** TLS of an HTTPS listener: the certificates it serves (the first for names no other covers). */
+export const TLS_VERSIONS = ['TLS1_2', 'TLS1_3'] as const;
+export const CLIENT_AUTH_MODES = ['NONE', 'OPTIONAL', 'REQUIRED'] as const;
+export const ALPN_PROTOCOLS = ['h2', 'http/1.1'] as const;
+
+/** An HTTP field name (RFC 9110 §5.1). */
+const HeaderName = Type.String({ minLength: 1, maxLength: 128, pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" });
+const Pem = Type.String({ minLength: 1, maxLength: 1_048_576 });
+
+/**
+ * TLS of an HTTPS listener. Every field is optional in the schema so a PATCH can name only what
+ * changes; an HTTPS listener must end up with `certificate_ids` (a domain rule).
+ */
 export const ListenerTls = Strict({
-  certificate_ids: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 100, uniqueItems: true }),
-  min_version: Type.Optional(StringEnum(['TLS1_2', 'TLS1_3'] as const)),
+  certificate_ids: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 100, uniqueItems: true, description: 'The first serves names no other covers, and clients without SNI' })),
+  min_version: Type.Optional(StringEnum(TLS_VERSIONS)),
   ciphers: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: 'OpenSSL cipher list for TLS 1.2' })),
+  alpn: Type.Optional(Type.Array(StringEnum(ALPN_PROTOCOLS), { minItems: 1, uniqueItems: true, description: 'Protocols offered by ALPN, in order of preference' })),
+  client_auth: Type.Optional(StringEnum(CLIENT_AUTH_MODES)),
+  client_ca_pem: Type.Optional(Pem),
+  client_subject_header: Type.Optional(HeaderName),
 });
-export type ListenerTls = Static<typeof ListenerTls>;
+export type ListenerTlsInput = Static<typeof ListenerTls>;
+
+/** The stored form: defaults filled in. */
+export interface ListenerTls {
+  certificate_ids: string[];
+  min_version: (typeof TLS_VERSIONS)[number];
+  ciphers?: string;
+  alpn: (typeof ALPN_PROTOCOLS)[number][];
+  client_auth: (typeof CLIENT_AUTH_MODES)[number];
+  client_ca_pem?: string;
+  client_subject_header: string;
+}
+
+export const TLS_DEFAULTS = {
+  min_version: 'TLS1_2',
+  alpn: ['h2', 'http/1.1'],
+  client_auth: 'NONE',
+  client_subject_header: 'X-Client-Cert-Subject',
+} as const;
+
+/** Strict-Transport-Security on every answer of an HTTPS listener (RFC 6797 §6.1). */
+export const Hsts = Strict({
+  max_age_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 157_680_000 })),
+  include_subdomains: Type.Optional(Type.Boolean()),
+  preload: Type.Optional(Type.Boolean()),
+});
+export interface HstsSettings {
+  max_age_seconds: number;
+  include_subdomains: boolean;
+  preload: boolean;
+}
+export const HSTS_DEFAULTS: HstsSettings = { max_age_seconds: 31_536_000, include_subdomains: false, preload: false };
+
+/** An HTTP listener that sends every request to HTTPS instead of forwarding it. */
+export const RedirectToHttps = Strict({
+  enabled: Type.Optional(Type.Boolean()),
+  status_code: Type.Optional(Type.Unsafe<301 | 302 | 307 | 308>({ type: 'integer', enum: [301, 302, 307, 308] })),
+  port: Type.Optional(Port),
+});
+export interface RedirectSettings {
+  enabled: boolean;
+  status_code: 301 | 302 | 307 | 308;
+  /** The HTTPS port named in the Location; 443 is left out of the URL. */
+  port: number;
+}
+export const REDIRECT_DEFAULTS: RedirectSettings = { enabled: true, status_code: 301, port: 443 };
+
+/** An exact host name or a `*.` wildcard one label deep. */
+const SniName = Type.String({
+  minLength: 1,
+  maxLength: 253,
+  pattern: '^(\\*\\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$',
+});
+
+/** TLS_PASSTHROUGH: which pool serves the names a ClientHello may carry. */
+export const SniRoute = Strict({
+  hostnames: Type.Array(SniName, { minItems: 1, maxItems: 1000 }),
+  pool_id: Type.String({ minLength: 1, maxLength: 128 }),
+});
+export type SniRoute = Static<typeof SniRoute>;
+const SniRoutes = Type.Array(SniRoute, { maxItems: 1000 });
 
 export const Timeouts = Strict({
   client_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
@@ -54,6 +129,9 @@ export const ListenerCreate = Strict({
   connection_limit: Type.Optional(ConnectionLimit),
   enabled: Type.Optional(Type.Boolean()),
   tls: Type.Optional(ListenerTls),
+  hsts: Type.Optional(Hsts),
+  redirect_to_https: Type.Optional(RedirectToHttps),
+  sni_routes: Type.Optional(SniRoutes),
 });
 export type ListenerCreate = Static<typeof ListenerCreate>;
 
@@ -68,6 +146,9 @@ export const ListenerPatch = Patch(
     connection_limit: Type.Union([ConnectionLimit, Type.Null()]),
     enabled: Type.Boolean(),
     tls: Type.Union([ListenerTls, Type.Null()]),
+    hsts: Type.Union([Hsts, Type.Null()]),
+    redirect_to_https: Type.Union([RedirectToHttps, Type.Null()]),
+    sni_routes: SniRoutes,
   },
   { version: VersionField },
 );
@@ -86,6 +167,12 @@ export interface Listener {
   enabled: boolean;
   /** HTTPS only; absent in listeners stored before TLS existed. */
   tls?: ListenerTls | null;
+  /** HTTPS only: the Strict-Transport-Security answers carry; null for none. */
+  hsts?: HstsSettings | null;
+  /** HTTP only: answer every request with a redirect to HTTPS. */
+  redirect_to_https?: RedirectSettings | null;
+  /** TLS_PASSTHROUGH only: pools by SNI name; others go to default_pool_id. */
+  sni_routes?: SniRoute[];
   org_id: string;
   project_id: string;
   created_at: string;

@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox';
 import { Description, Name, Patch, ScopeFields, Strict, StringEnum, VersionField } from './common.ts';
 import { type HealthCheck, HealthCheckInput } from './health-check.ts';
+import { BackendTls } from './backend.ts';
 
 export const ALGORITHMS = [
   'ROUND_ROBIN',
@@ -75,6 +76,7 @@ const PoolProps = {
   connection_limits: ConnectionLimits,
   circuit_breaker: CircuitBreaker,
   passive_health: PassiveHealth,
+  backend_tls: BackendTls,
   retries: Type.Integer({ minimum: 0, maximum: 10, description: 'Connect retries on another backend' }),
   load_balancer_id: Type.String({ minLength: 1, description: 'Owning load balancer; the pool is deleted with it' }),
 };
@@ -89,6 +91,7 @@ export const PoolCreate = Strict({
   connection_limits: Type.Optional(PoolProps.connection_limits),
   circuit_breaker: Type.Optional(PoolProps.circuit_breaker),
   passive_health: Type.Optional(PoolProps.passive_health),
+  backend_tls: Type.Optional(PoolProps.backend_tls),
   retries: Type.Optional(PoolProps.retries),
   load_balancer_id: Type.Optional(PoolProps.load_balancer_id),
   ...ScopeFields,
@@ -106,6 +109,7 @@ export const PoolPatch = Patch(
     connection_limits: PoolProps.connection_limits,
     circuit_breaker: PoolProps.circuit_breaker,
     passive_health: PoolProps.passive_health,
+    backend_tls: Type.Union([PoolProps.backend_tls, Type.Null()]),
     retries: PoolProps.retries,
   },
   { version: VersionField },
@@ -149,6 +153,8 @@ export interface Pool {
   circuit_breaker: CircuitBreaker;
   /** Absent in pools stored before it existed: read as enabled. */
   passive_health?: PassiveHealth;
+  /** TLS to the pool's backends, the default of each backend's own `tls`; absent or null: plain. */
+  backend_tls?: BackendTls | null;
   retries: number;
   load_balancer_id: string | null;
   org_id: string;

@@ -28,6 +28,11 @@ export interface ListenerMetrics {
   readonly bytesOut: CounterChild;
   /** `pool|backend|code` → requests counter child. */
   readonly requests: Map<string, CounterChild>;
+  /** TLS version → handshakes counter child. */
+  readonly handshakes: Map<string, CounterChild>;
+  readonly handshakeErrors: CounterChild;
+  /** `pool|backend|result` → layer 4 connections counter child. */
+  readonly tcp: Map<string, CounterChild>;
 }
 
 export class Metrics {
@@ -37,6 +42,9 @@ export class Metrics {
   readonly #connections: Gauge<string>;
   readonly #bytesIn: Counter<string>;
   readonly #bytesOut: Counter<string>;
+  readonly #handshakes: Counter<string>;
+  readonly #handshakeErrors: Counter<string>;
+  readonly #tcp: Counter<string>;
   readonly #listeners = new Map<string, ListenerMetrics>();
 
   constructor(sources: MetricsSources) {
@@ -62,6 +70,24 @@ export class Metrics {
     });
     this.#bytesIn = new Counter({ name: 'fulcrum_bytes_in_total', help: 'Bytes received from clients', labelNames: ['listener'], registers });
     this.#bytesOut = new Counter({ name: 'fulcrum_bytes_out_total', help: 'Bytes sent to clients', labelNames: ['listener'], registers });
+    this.#handshakes = new Counter({
+      name: 'fulcrum_tls_handshakes_total',
+      help: 'TLS handshakes completed by a listener, by protocol version',
+      labelNames: ['listener', 'version'],
+      registers,
+    });
+    this.#handshakeErrors = new Counter({
+      name: 'fulcrum_tls_handshake_errors_total',
+      help: 'TLS handshakes a listener refused or that failed (bad client certificate, no common protocol or cipher, not TLS)',
+      labelNames: ['listener'],
+      registers,
+    });
+    this.#tcp = new Counter({
+      name: 'fulcrum_tcp_connections_total',
+      help: 'Connections a layer 4 listener (TLS passthrough) handled, by pool, backend and result',
+      labelNames: ['listener', 'pool', 'backend', 'result'],
+      registers,
+    });
     new Gauge({
       name: 'fulcrum_backend_active_connections',
       help: 'Requests in flight and tunnels open to a backend',
@@ -102,6 +128,9 @@ export class Metrics {
         bytesIn: this.#bytesIn.labels(listenerId),
         bytesOut: this.#bytesOut.labels(listenerId),
         requests: new Map(),
+        handshakes: new Map(),
+        handshakeErrors: this.#handshakeErrors.labels(listenerId),
+        tcp: new Map(),
       };
       this.#listeners.set(listenerId, m);
     }
@@ -117,6 +146,26 @@ export class Metrics {
     }
     child.inc();
     m.duration.observe(seconds);
+  }
+
+  handshake(m: ListenerMetrics, version: string): void {
+    let child = m.handshakes.get(version);
+    if (!child) {
+      child = this.#handshakes.labels(m.listenerId, version);
+      m.handshakes.set(version, child);
+    }
+    child.inc();
+  }
+
+  /** One layer 4 connection's end: `result` is forwarded, or why it was not. */
+  tcpConnection(m: ListenerMetrics, pool: string, backend: string, result: string): void {
+    const key = `${pool}|${backend}|${result}`;
+    let child = m.tcp.get(key);
+    if (!child) {
+      child = this.#tcp.labels(m.listenerId, pool, backend, result);
+      m.tcp.set(key, child);
+    }
+    child.inc();
   }
 
   async text(): Promise<string> {

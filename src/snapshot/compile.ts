@@ -4,6 +4,7 @@
  * balancer, how the hash key is found) is made here, once per revision.
  */
 import { createBalancer } from '../balancing/index.ts';
+import { effectiveBackendTls } from '../control/backend-tls.ts';
 import { weightPlan } from '../control/backend-view.ts';
 import type { Backend } from '../model/backend.ts';
 import type { Certificate } from '../model/certificate.ts';
@@ -12,7 +13,8 @@ import type { Pool } from '../model/pool.ts';
 import type { BackendState } from '../runtime/backend-state.ts';
 import type { CircuitBreakerState } from '../runtime/circuit-breaker.ts';
 import type { ReadView } from '../store/store.ts';
-import { type BackendTarget, type HashKeySource, type ListenerRuntime, type PoolRuntime, type RuntimeSnapshot, TargetLoad } from './snapshot.ts';
+import { createHash } from 'node:crypto';
+import { type BackendTarget, type HashKeySource, type ListenerRuntime, type PoolRuntime, type RuntimeSnapshot, type SniTable, TargetLoad, type UpstreamSpec } from './snapshot.ts';
 
 export interface CompileDeps {
   state: BackendState;
@@ -56,10 +58,35 @@ function hashKeySource(pool: Pool): HashKeySource {
   return { kind: 'ip' };
 }
 
-/** `http://host:port` of a backend: the key of its upstream connection pool. */
-export function backendOrigin(b: Backend): string {
+/** How a backend of `pool` is reached; its key changes with anything that needs a new connection. */
+export function upstreamSpec(pool: Pool, b: Backend): UpstreamSpec {
   const host = b.ip_address ?? b.hostname!;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${b.port}`;
+  const tls = effectiveBackendTls(pool, b);
+  const origin = `${tls.enabled ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${b.port}`;
+  const ca = tls.ca === undefined ? '' : createHash('sha256').update(tls.ca).digest('base64url').slice(0, 16);
+  const key = `${b.server_id}|${origin}|${tls.http2 ? 'h2' : 'h1'}|${tls.verify ? 'verify' : 'noverify'}|${tls.servername ?? ''}|${ca}`;
+  return { key, serverId: b.server_id, origin, host, port: b.port, tls };
+}
+
+/** RFC 6797 §6.1: the Strict-Transport-Security value a listener's `hsts` asks for. */
+function hstsValue(l: Listener): string | null {
+  const h = l.hsts;
+  if (!h || l.protocol !== 'HTTPS') return null;
+  return `max-age=${h.max_age_seconds}${h.include_subdomains ? '; includeSubDomains' : ''}${h.preload ? '; preload' : ''}`;
+}
+
+function sniTable(l: Listener, pools: ReadonlyMap<string, PoolRuntime>): SniTable | null {
+  if (l.protocol !== 'TLS_PASSTHROUGH') return null;
+  const exact = new Map<string, PoolRuntime | null>();
+  const wildcard = new Map<string, PoolRuntime | null>();
+  for (const route of l.sni_routes ?? []) {
+    const pool = pools.get(route.pool_id) ?? null;
+    for (const name of route.hostnames) {
+      if (name.startsWith('*.')) wildcard.set(name.slice(2), pool);
+      else exact.set(name, pool);
+    }
+  }
+  return { exact, wildcard };
 }
 
 function compilePool(pool: Pool, backends: Backend[], deps: CompileDeps): PoolRuntime {
@@ -71,7 +98,7 @@ function compilePool(pool: Pool, backends: Backend[], deps: CompileDeps): PoolRu
       record: deps.state.record(b.server_id),
       plan: weightPlan(pool, b),
       maxConnections: b.max_connections ?? pool.connection_limits.max_connections_per_backend ?? Infinity,
-      origin: backendOrigin(b),
+      upstream: upstreamSpec(pool, b),
     }));
   const load = new TargetLoad(targets, deps.now);
   const balancer = createBalancer(targets, load, {
@@ -100,7 +127,14 @@ export function compile(config: ConfigSet, deps: CompileDeps): RuntimeSnapshot {
 
   const listeners = new Map<string, ListenerRuntime>();
   for (const l of config.listeners) {
-    listeners.set(l.listener_id, { listener: l, pool: l.default_pool_id ? (pools.get(l.default_pool_id) ?? null) : null });
+    const hsts = hstsValue(l);
+    listeners.set(l.listener_id, {
+      listener: l,
+      pool: l.default_pool_id ? (pools.get(l.default_pool_id) ?? null) : null,
+      responseHeaders: hsts === null ? [] : ['strict-transport-security', hsts],
+      redirect: l.protocol === 'HTTP' && l.redirect_to_https?.enabled ? l.redirect_to_https : null,
+      sni: sniTable(l, pools),
+    });
   }
   const backends = new Map(config.backends.map((b) => [b.server_id, { poolId: b.pool_id, record: deps.state.record(b.server_id) }]));
   return { revision: config.revision, listeners, pools, backends };

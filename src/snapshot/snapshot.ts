@@ -6,7 +6,8 @@
  */
 import type { Balancer, LoadSource, Target } from '../balancing/balancer.ts';
 import type { Backend } from '../model/backend.ts';
-import type { Listener } from '../model/listener.ts';
+import type { EffectiveBackendTls } from '../control/backend-tls.ts';
+import type { Listener, RedirectSettings } from '../model/listener.ts';
 import type { Pool } from '../model/pool.ts';
 import type { BackendRecord } from '../runtime/backend-state.ts';
 import type { CircuitBreakerState } from '../runtime/circuit-breaker.ts';
@@ -19,8 +20,28 @@ export interface BackendTarget extends Target {
   readonly plan: WeightPlan;
   /** `max_connections` of the backend, else the pool's `max_connections_per_backend`, else none. */
   readonly maxConnections: number;
-  /** `http://host:port`: the upstream connection pool this backend is reached through. */
+  /** How the backend is reached: the upstream connection pool's identity and settings. */
+  readonly upstream: UpstreamSpec;
+}
+
+/** Where and how Fulcrum connects to one backend, decided once per revision. */
+export interface UpstreamSpec {
+  /** Identity of the upstream connection pool: the backend, its address and every TLS setting. */
+  readonly key: string;
+  readonly serverId: string;
+  /** `http://host:port` or `https://host:port`. */
   readonly origin: string;
+  readonly host: string;
+  readonly port: number;
+  readonly tls: EffectiveBackendTls;
+}
+
+/** TLS_PASSTHROUGH: the pool for a ClientHello's server name. */
+export interface SniTable {
+  /** Exact names, lower-case. */
+  readonly exact: ReadonlyMap<string, PoolRuntime | null>;
+  /** `*.example.com` routes, keyed by `example.com`. */
+  readonly wildcard: ReadonlyMap<string, PoolRuntime | null>;
 }
 
 /** How a request's hash key is found: for IP_HASH and CONSISTENT_HASH only. */
@@ -45,6 +66,12 @@ export interface ListenerRuntime {
   readonly listener: Listener;
   /** The default pool; null when the listener has none or it no longer exists. */
   readonly pool: PoolRuntime | null;
+  /** Fields added to every answer of the listener (Strict-Transport-Security), flat [name, value, …]. */
+  readonly responseHeaders: readonly string[];
+  /** HTTP listeners that send everyone to HTTPS. */
+  readonly redirect: RedirectSettings | null;
+  /** TLS_PASSTHROUGH routes by SNI; null for other protocols. */
+  readonly sni: SniTable | null;
 }
 
 export interface RuntimeSnapshot {

@@ -29,6 +29,13 @@ function parseCert(pem: string, what: string): X509Certificate {
   }
 }
 
+/** The certificates of a PEM bundle (a CA bundle); throws CertificateProblem naming `what` when it holds none or one does not parse. */
+export function readPemBundle(pem: string, what: string): X509Certificate[] {
+  const blocks = pem.match(PEM_BLOCK) ?? [];
+  if (blocks.length === 0) throw new CertificateProblem(`${what} holds no PEM certificate`);
+  return blocks.map((b, i) => parseCert(b, `${what} certificate ${i + 1}`));
+}
+
 function field(dn: string, name: string): string | undefined {
   return dn
     .split('\n')

@@ -5,12 +5,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { request } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { assertError } from '../helpers/assertions.ts';
 import { CertFactory, type Pem } from '../helpers/certs.ts';
 import { freePort, startTestFulcrum, type TestFulcrum } from '../helpers/fulcrum.ts';
 import { startBackend, type TestBackend } from '../helpers/http-lb.ts';
+import { handshake, httpsGet, uploadCert } from '../helpers/tls.ts';
 
 let t: TestFulcrum;
 let certs: CertFactory;
@@ -93,5 +95,169 @@ describe('HTTPS listener', () => {
     const single = certs.leaf(['plain.example.com']);
     const c = await t.api.post('/api/v1/certificates', { name: 'plain', certificate_pem: single.cert, private_key_pem: single.key });
     assertError(await t.api.post(path, { name: 'http-tls', protocol: 'HTTP', bind_address: '127.0.0.1', port, tls: { certificate_ids: [c.body.cert_id] } }), 400, 'VALIDATION_ERROR');
+  });
+});
+
+/** A plain HTTP request with a Host of our choosing (fetch does not let one set Host). */
+function plainRequest(port: number, method: string, path: string, host: string, body?: string): Promise<{ status: number; location: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method, path, headers: { host }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, location: res.headers.location }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('HTTPS listener settings', () => {
+  /** A listener in front of `backend` with `tls` (and more), on a fresh port. */
+  async function listen(name: string, fields: Record<string, unknown>): Promise<{ port: number; lbId: string; listenerId: string }> {
+    const pool = await t.api.post('/api/v1/pools', { name: `${name}-pool` });
+    await t.api.post(`/api/v1/pools/${pool.body.pool_id}/backends`, { ip_address: '127.0.0.1', port: backend.port });
+    const lb = await t.api.post('/api/v1/load-balancers', { name: `${name}-lb` });
+    const port = await freePort();
+    const res = await t.api.post(`/api/v1/load-balancers/${lb.body.lb_id}/listeners`, {
+      name,
+      protocol: 'HTTPS',
+      bind_address: '127.0.0.1',
+      port,
+      default_pool_id: pool.body.pool_id,
+      ...fields,
+    });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(res.body.status, 'ACTIVE', JSON.stringify(res.body));
+    return { port, lbId: lb.body.lb_id, listenerId: res.body.listener_id };
+  }
+
+  let localhost: string;
+  before(async () => {
+    localhost = await uploadCert(t.api, 'settings-localhost', certs.leaf(['localhost'], { ca }), ca.cert);
+  });
+
+  it('fills TLS defaults, and min_version TLS1_3 refuses a TLS 1.2 client', async () => {
+    const { port, lbId, listenerId } = await listen('tls13', { tls: { certificate_ids: [localhost] } });
+    const shown = (await t.api.get(`/api/v1/load-balancers/${lbId}/listeners/${listenerId}`)).body;
+    assert.deepEqual(shown.tls, { certificate_ids: [localhost], min_version: 'TLS1_2', alpn: ['h2', 'http/1.1'], client_auth: 'NONE', client_subject_header: 'X-Client-Cert-Subject' });
+    const old = await handshake(port, { servername: 'localhost', ca: ca.cert, maxVersion: 'TLSv1.2' });
+    assert.equal(old.socket.getProtocol(), 'TLSv1.2');
+    old.socket.destroy();
+    const r = await t.api.patch(`/api/v1/load-balancers/${lbId}/listeners/${listenerId}`, { tls: { min_version: 'TLS1_3' } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    await assert.rejects(handshake(port, { servername: 'localhost', ca: ca.cert, maxVersion: 'TLSv1.2' }), /protocol version|alert/i);
+    const now = await handshake(port, { servername: 'localhost', ca: ca.cert });
+    assert.equal(now.socket.getProtocol(), 'TLSv1.3');
+    now.socket.destroy();
+    // A whole exchange, so the server has seen the client's Finished (TLS 1.3 lets the client finish first).
+    assert.equal((await httpsGet(port, { ca: ca.cert })).status, 200);
+    const metrics = await (await fetch(`http://127.0.0.1:${t.fulcrum.apiAddress.port}/metrics`)).text();
+    assert.match(metrics, new RegExp(`fulcrum_tls_handshake_errors_total\\{listener="${listenerId}"\\} [1-9]`));
+    assert.match(metrics, new RegExp(`fulcrum_tls_handshakes_total\\{listener="${listenerId}",version="TLSv1.3"\\} [1-9]`));
+  });
+
+  it('refuses settings that cannot work, naming the field', async () => {
+    const lb = await t.api.post('/api/v1/load-balancers', { name: 'settings-refusals' });
+    const path = `/api/v1/load-balancers/${lb.body.lb_id}/listeners`;
+    const base = { name: 'x', protocol: 'HTTPS', bind_address: '127.0.0.1', port: await freePort() };
+    const cases: [Record<string, unknown>, string][] = [
+      [{ tls: { certificate_ids: [localhost], ciphers: 'NOT-A-CIPHER' } }, 'tls.ciphers'],
+      [{ tls: { certificate_ids: [localhost], client_auth: 'REQUIRED' } }, 'tls.client_ca_pem'],
+      [{ tls: { certificate_ids: [localhost], client_auth: 'OPTIONAL', client_ca_pem: 'not a pem' } }, 'tls.client_ca_pem'],
+      [{ tls: { certificate_ids: [localhost] }, hsts: { preload: true } }, 'hsts.preload'],
+      [{ tls: { certificate_ids: [localhost] }, redirect_to_https: { enabled: true } }, 'redirect_to_https'],
+      [{ tls: { certificate_ids: [localhost], alpn: ['h3'] } }, 'tls.alpn.0'],
+      [{ tls: { certificate_ids: [localhost], client_subject_header: 'bad header' } }, 'tls.client_subject_header'],
+    ];
+    for (const [fields, field] of cases) {
+      const res = await t.api.post(path, { ...base, ...fields });
+      const err = assertError(res, 400, 'VALIDATION_ERROR');
+      assert.ok(JSON.stringify(err.details).includes(field), `${field} in ${JSON.stringify(err.details)}`);
+    }
+    const http = { ...base, protocol: 'HTTP' };
+    assert.ok(JSON.stringify(assertError(await t.api.post(path, { ...http, hsts: {} }), 400, 'VALIDATION_ERROR').details).includes('hsts'));
+  });
+
+  it('client_auth REQUIRED: no certificate, no handshake; a verified one reaches the backend as a subject header, a forged header never does', async () => {
+    const clientCa = certs.ca('Client CA');
+    const client = certs.leaf(['client-one.example.com'], { ca: clientCa });
+    const stranger = certs.leaf(['stranger.example.com'], { ca: certs.ca('Other CA') });
+    const { port } = await listen('mtls-required', {
+      tls: { certificate_ids: [localhost], client_auth: 'REQUIRED', client_ca_pem: clientCa.cert, client_subject_header: 'X-Verified-Client' },
+    });
+    await assert.rejects(httpsGet(port, { ca: ca.cert }), /certificate|alert|socket hang up|ECONNRESET/i);
+    await assert.rejects(httpsGet(port, { ca: ca.cert, cert: stranger.cert, key: stranger.key }), /certificate|alert|socket hang up|ECONNRESET/i);
+    const ok = await httpsGet(port, { ca: ca.cert, cert: client.cert, key: client.key, headers: { 'x-verified-client': 'CN=forged' } });
+    assert.equal(ok.status, 200);
+    const seen = backend.seen.at(-1)!;
+    assert.equal(seen.headers['x-verified-client'], 'CN=client-one.example.com');
+  });
+
+  it('client_auth OPTIONAL: no certificate passes without the header, an unverifiable one is answered 403', async () => {
+    const clientCa = certs.ca('Optional Client CA');
+    const client = certs.leaf(['client-two.example.com'], { ca: clientCa });
+    const stranger = certs.leaf(['stranger-two.example.com']);
+    const { port } = await listen('mtls-optional', { tls: { certificate_ids: [localhost], client_auth: 'OPTIONAL', client_ca_pem: clientCa.cert } });
+    const anonymous = await httpsGet(port, { ca: ca.cert, headers: { 'x-client-cert-subject': 'CN=forged' } });
+    assert.equal(anonymous.status, 200);
+    assert.equal(backend.seen.at(-1)!.headers['x-client-cert-subject'], undefined, 'a forged subject is dropped');
+    const verified = await httpsGet(port, { ca: ca.cert, cert: client.cert, key: client.key });
+    assert.equal(verified.status, 200);
+    assert.equal(backend.seen.at(-1)!.headers['x-client-cert-subject'], 'CN=client-two.example.com');
+    const before = backend.seen.length;
+    const refused = await httpsGet(port, { ca: ca.cert, cert: stranger.cert, key: stranger.key });
+    assert.equal(refused.status, 403);
+    assert.match(refused.body, /client certificate was not accepted: DEPTH_ZERO_SELF_SIGNED_CERT/);
+    assert.equal(backend.seen.length, before, 'not forwarded');
+  });
+
+  it('client_auth NONE drops a client-sent subject header too', async () => {
+    const { port } = await listen('mtls-none', { tls: { certificate_ids: [localhost] } });
+    assert.equal((await httpsGet(port, { ca: ca.cert, headers: { 'x-client-cert-subject': 'CN=forged' } })).status, 200);
+    assert.equal(backend.seen.at(-1)!.headers['x-client-cert-subject'], undefined);
+  });
+
+  it('hsts adds Strict-Transport-Security to forwarded answers and to its own', async () => {
+    const { port, lbId, listenerId } = await listen('hsts', {
+      tls: { certificate_ids: [localhost] },
+      hsts: { max_age_seconds: 63072000, include_subdomains: true, preload: true },
+    });
+    const ok = await httpsGet(port, { ca: ca.cert });
+    assert.equal(ok.headers['strict-transport-security'], 'max-age=63072000; includeSubDomains; preload');
+    const empty = await t.api.post('/api/v1/pools', { name: 'hsts-empty' });
+    await t.api.patch(`/api/v1/load-balancers/${lbId}/listeners/${listenerId}`, { default_pool_id: empty.body.pool_id, hsts: { preload: false, include_subdomains: false, max_age_seconds: 600 } });
+    const own = await httpsGet(port, { ca: ca.cert });
+    assert.equal(own.status, 503);
+    assert.equal(own.headers['strict-transport-security'], 'max-age=600');
+    await t.api.patch(`/api/v1/load-balancers/${lbId}/listeners/${listenerId}`, { hsts: null });
+    assert.equal((await httpsGet(port, { ca: ca.cert })).headers['strict-transport-security'], undefined);
+  });
+
+  it('redirect_to_https on an HTTP listener answers with the HTTPS URL and forwards nothing', async () => {
+    const lb = await t.api.post('/api/v1/load-balancers', { name: 'redirects' });
+    const pool = await t.api.post('/api/v1/pools', { name: 'redirect-pool' });
+    await t.api.post(`/api/v1/pools/${pool.body.pool_id}/backends`, { ip_address: '127.0.0.1', port: backend.port });
+    const port = await freePort();
+    const created = await t.api.post(`/api/v1/load-balancers/${lb.body.lb_id}/listeners`, {
+      name: 'plain',
+      protocol: 'HTTP',
+      bind_address: '127.0.0.1',
+      port,
+      default_pool_id: pool.body.pool_id,
+      redirect_to_https: { enabled: true },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.deepEqual(created.body.redirect_to_https, { enabled: true, status_code: 301, port: 443 });
+    const before = backend.seen.length;
+    const r = await plainRequest(port, 'GET', '/a/b?c=d', 'shop.example.com:80');
+    assert.equal(r.status, 301);
+    assert.equal(r.location, 'https://shop.example.com/a/b?c=d');
+    const patched = await t.api.patch(`/api/v1/load-balancers/${lb.body.lb_id}/listeners/${created.body.listener_id}`, { redirect_to_https: { status_code: 308, port: 8443 } });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    const post = await plainRequest(port, 'POST', '/form', '[::1]:8080', 'x');
+    assert.equal(post.status, 308, 'method and body kept by the client');
+    assert.equal(post.location, 'https://[::1]:8443/form');
+    assert.equal(backend.seen.length, before, 'nothing reached the backend');
+    await t.api.patch(`/api/v1/load-balancers/${lb.body.lb_id}/listeners/${created.body.listener_id}`, { redirect_to_https: { enabled: false } });
+    assert.equal((await fetch(`http://127.0.0.1:${port}/`)).status, 200, 'disabled: forwarded again');
   });
 });

@@ -2,7 +2,7 @@
  * Choosing a backend for one request: find the hash key the pool's algorithm wants (client IP,
  * a header, a cookie), then ask the pool's balancer.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { PoolRuntime } from '../../snapshot/snapshot.ts';
 
 /** The value of cookie `name` in a Cookie header, or undefined. */
@@ -15,7 +15,7 @@ export function cookieValue(header: string | undefined, name: string): string | 
   return undefined;
 }
 
-function hashKey(pool: PoolRuntime, req: IncomingMessage, clientIp: string): string {
+function hashKey(pool: PoolRuntime, req: { headers: IncomingHttpHeaders }, clientIp: string): string {
   const source = pool.hashKey;
   switch (source.kind) {
     case 'none':
@@ -32,6 +32,6 @@ function hashKey(pool: PoolRuntime, req: IncomingMessage, clientIp: string): str
 }
 
 /** Index of the chosen target in `pool.targets`, or -1 when none is usable. */
-export function pickTarget(pool: PoolRuntime, req: IncomingMessage, clientIp: string, avoid?: ReadonlySet<number>): number {
+export function pickTarget(pool: PoolRuntime, req: { headers: IncomingHttpHeaders }, clientIp: string, avoid?: ReadonlySet<number>): number {
   return pool.balancer.pick({ key: hashKey(pool, req, clientIp) }, avoid);
 }

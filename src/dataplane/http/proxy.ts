@@ -7,22 +7,46 @@
  * smuggle (Content-Length with Transfer-Encoding, duplicate or invalid Content-Length, bad chunk
  * sizes, oversized heads) before they reach this code.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
 import type { ListenerMetrics, Metrics } from '../../observability/metrics.ts';
 import { requestId } from '../../observability/request-id.ts';
-import type { Listener } from '../../model/listener.ts';
+import type { Listener, RedirectSettings } from '../../model/listener.ts';
+import type { ListenerTlsRuntime } from '../tls/listener-tls.ts';
 import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
 
 type BreakerTicket = NonNullable<ReturnType<CircuitBreakerState['allow']>>;
 import type { BackendTarget, ListenerRuntime, PoolRuntime } from '../../snapshot/snapshot.ts';
-import { countsAsPassiveFailure, passiveOutcome } from '../../health/passive.ts';
-import { clientAddress, downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
+import { countsAsPassiveFailure, isHandshakeFailure, passiveOutcome } from '../../health/passive.ts';
+import { clientAddress, clientCertificate, downstreamResponseHeaders, requestHost, upstreamRequestHeaders } from './headers.ts';
 import { pickTarget } from './pick.ts';
 import type { Upstreams } from './upstreams.ts';
+
+/** A request as node:http (HTTP/1.x) or node:http2's compatibility layer (HTTP/2) hands it over. */
+export type ClientRequest = IncomingMessage | Http2ServerRequest;
+export type ClientResponse = ServerResponse | Http2ServerResponse;
+
+function isH2(res: ClientResponse): res is Http2ServerResponse {
+  return 'stream' in res;
+}
+
+/**
+ * node:http2's compatibility response takes the same calls Fulcrum makes (writeHead with a reason
+ * and a flat field list, write, end, writeEarlyHints, addTrailers, 'drain'), so one code path
+ * serves both; this only tells the type checker so.
+ */
+function writer(res: ClientResponse): ServerResponse {
+  return res as ServerResponse;
+}
+
+/** Whether the client side of an exchange is gone (an HTTP/2 response has no `destroyed` of its own). */
+function gone(res: ClientResponse): boolean {
+  return isH2(res) ? res.stream.destroyed : res.destroyed;
+}
 
 /** What the proxy needs of the listener a request arrived on. */
 export interface ListenerView {
@@ -31,6 +55,8 @@ export interface ListenerView {
   /** Set once the listener stops accepting: responses close their connection. */
   readonly closing: boolean;
   readonly metrics: ListenerMetrics;
+  /** HTTPS listeners: the TLS they serve now (client certificates, the subject header); undefined on others. */
+  readonly tls: ListenerTlsRuntime | undefined;
 }
 
 export interface ProxyDeps {
@@ -59,7 +85,14 @@ const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-
  * What RFC 9112 §3.2 requires a server to refuse and node:http lets through: more than one Host
  * field, or an invalid one. Null when the head is fine.
  */
-export function headProblem(req: IncomingMessage): string | null {
+export function headProblem(req: ClientRequest): string | null {
+  if (req.httpVersionMajor === 2 && 'stream' in req) {
+    // RFC 9113 §8.3.1: :authority (or Host) names the target; it must be a valid authority.
+    const authority = requestHost(req);
+    if (authority === undefined) return 'an HTTP/2 request needs :authority or Host';
+    if (!HOST_VALUE.test(authority)) return 'invalid :authority';
+    return null;
+  }
   if (req.httpVersionMajor !== 1) return `HTTP/${req.httpVersion} is not supported`;
   const raw = req.rawHeaders;
   let hosts = 0;
@@ -81,6 +114,16 @@ class InvalidResponse extends Error {
   readonly code = 'FULCRUM_INVALID_RESPONSE';
 }
 
+/**
+ * The client certificate subject header for the backend: always dropped from what the client sent
+ * on an HTTPS listener, and set from a certificate Fulcrum verified.
+ */
+export function subjectFact(view: ListenerView, socket: Socket | null | undefined): { header: string; value: string | null } | null {
+  const tls = view.tls;
+  if (tls === undefined) return null;
+  return { header: tls.subjectHeader, value: tls.requestCert ? clientCertificate(socket).subject : null };
+}
+
 /** A reason phrase node writes as it is (RFC 9112 §4: HTAB, SP, VCHAR). */
 const REASON = /^[\t\x20-\x7e]*$/;
 
@@ -99,11 +142,41 @@ function errorCode(err: Error): string {
   return (err as NodeJS.ErrnoException).code ?? err.name;
 }
 
-const TITLES: Record<number, string> = { 400: 'Bad Request', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+const TITLES: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 405: 'Method Not Allowed', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+
+/** A response's trailer fields as node writes them. */
+function trailerFields(trailers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const name in trailers) {
+    const v = trailers[name];
+    if (v !== undefined && name[0] !== ':') out[name] = v;
+  }
+  return out;
+}
+
+/**
+ * An HTTP listener with redirect_to_https: every request is sent to the same host and target on
+ * HTTPS (the port left out when it is 443), nothing is forwarded.
+ */
+function redirectToHttps(deps: ProxyDeps, view: ListenerView, req: ClientRequest, res: ClientResponse, r: RedirectSettings): void {
+  const host = requestHost(req);
+  if (host === undefined) return answer(deps, view, req, res, 400, 'a redirect to HTTPS needs a Host header');
+  // The host without its port: "[v6]:80" → "[v6]", "name:80" → "name".
+  const bracket = host.startsWith('[') ? host.indexOf(']') : -1;
+  const colon = bracket >= 0 ? host.indexOf(':', bracket) : host.lastIndexOf(':');
+  const name = colon >= 0 ? host.slice(0, colon) : host;
+  const target = req.url!.startsWith('/') ? req.url! : (originForm(req) ?? '/');
+  const location = `https://${name}${r.port === 443 ? '' : `:${r.port}`}${target}`;
+  req.resume();
+  writer(res).writeHead(r.status_code, { location, 'content-length': 0, 'x-request-id': requestId(req.headers['x-request-id']) });
+  res.end();
+  deps.metrics.request(view.metrics, 'none', 'none', r.status_code, 0);
+  countBytes(req.socket, view.metrics);
+}
 
 /** The balancer's own answer: short, plain text, carrying the request id. */
-export function sendProblem(res: ServerResponse, status: number, id: string, reason: string, close: boolean): void {
-  if (res.headersSent || res.destroyed) {
+export function sendProblem(res: ClientResponse, status: number, id: string, reason: string, close: boolean, extra: readonly string[] = []): void {
+  if (res.headersSent || gone(res)) {
     res.destroy();
     return;
   }
@@ -116,9 +189,11 @@ export function sendProblem(res: ServerResponse, status: number, id: string, rea
     'cache-control': 'no-store',
   };
   if (status === 503) headers['retry-after'] = 1;
-  if (close) headers.connection = 'close';
-  res.writeHead(status, headers);
-  res.end(body);
+  // HTTP/2 has no Connection field (RFC 9113 §8.2.2): the session ends with GOAWAY instead.
+  if (close && !isH2(res)) headers.connection = 'close';
+  for (let i = 0; i < extra.length; i += 2) headers[extra[i]!] = extra[i + 1]!;
+  writer(res).writeHead(status, headers);
+  writer(res).end(body);
 }
 
 /** Bytes read and written on a client socket at the end of its previous request. */
@@ -152,13 +227,16 @@ class Exchange implements Dispatcher.DispatchHandler {
   readonly #path: string;
   /** What the pool's circuit breaker let this request in as; null when the pool has none. */
   readonly #ticket: BreakerTicket | null;
-  readonly #req: IncomingMessage;
+  readonly #req: ClientRequest;
   readonly #res: ServerResponse;
+  /** The client speaks HTTP/2: no Connection field, no reason phrase. */
+  readonly #h2: boolean;
   readonly #id: string;
   readonly #clientIp: string;
   readonly #hasBody: boolean;
   readonly #started = performance.now();
   #headers: string[] | undefined;
+  #headersH2 = false;
   #tried: Set<number> | undefined;
   #target: BackendTarget | undefined;
   #index = -1;
@@ -184,7 +262,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   /** Since when the client has not been reading (ms, performance clock); 0 while it reads. */
   #pausedAt = 0;
 
-  constructor(deps: ProxyDeps, view: ListenerView, pool: PoolRuntime, req: IncomingMessage, res: ServerResponse, path: string, ticket: BreakerTicket | null) {
+  constructor(deps: ProxyDeps, view: ListenerView, pool: PoolRuntime, req: ClientRequest, res: ClientResponse, path: string, ticket: BreakerTicket | null) {
     this.#deps = deps;
     this.#ticket = ticket;
     this.#view = view;
@@ -192,11 +270,14 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#pool = pool;
     this.#path = path;
     this.#req = req;
-    this.#res = res;
+    this.#res = writer(res);
+    this.#h2 = isH2(res);
     this.#id = requestId(req.headers['x-request-id']);
     this.#clientIp = clientAddress(req.socket.remoteAddress);
     const length = req.headers['content-length'];
-    this.#hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+    // HTTP/2 frames the body itself: there is one unless the HEADERS frame ended the stream.
+    this.#hasBody =
+      'stream' in req ? !req.stream.endAfterHeaders : req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
     res.on('close', this.#onClientClose);
   }
 
@@ -214,17 +295,24 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#deps.loadChanged(this.#pool, index);
 
     const listener = this.#listener;
-    this.#headers ??= upstreamRequestHeaders(this.#req, {
-      clientIp: this.#clientIp,
-      proto: listener.protocol === 'HTTPS' ? 'https' : 'http',
-      port: listener.port,
-      requestId: this.#id,
-    });
+    // Built once; a retry on a backend of the other HTTP version rebuilds them (TE differs).
+    const h2 = target.upstream.tls.http2;
+    if (this.#headers === undefined || this.#headersH2 !== h2) {
+      this.#headersH2 = h2;
+      this.#headers = upstreamRequestHeaders(this.#req, {
+        clientIp: this.#clientIp,
+        proto: listener.protocol === 'HTTPS' ? 'https' : 'http',
+        port: listener.port,
+        requestId: this.#id,
+        subject: subjectFact(this.#view, this.#req.socket),
+        h2Upstream: h2,
+      });
+    }
     this.#dispatchedAt = performance.now();
     this.#timedOut = false;
     let upstream;
     try {
-      upstream = this.#deps.upstreams.get(target.origin, listener.timeouts.connect_ms);
+      upstream = this.#deps.upstreams.get(target.upstream, listener.timeouts.connect_ms);
     } catch (err) {
       // An address undici cannot reach at all: this backend fails, another may not.
       this.onResponseError(undefined, err as Error);
@@ -267,10 +355,10 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (status < 200) {
       // Interim responses pass through (RFC 9110 §15.2) to HTTP/1.1 clients; 100 Continue was
       // already Fulcrum's to send. Hints are optional: one node cannot write is dropped.
-      if (this.#req.httpVersionMinor < 1) return;
+      if (this.#req.httpVersionMajor === 1 && this.#req.httpVersionMinor < 1) return;
       try {
         if (status === 103) res.writeEarlyHints(earlyHints(headers));
-        else if (status === 102) res.writeProcessing();
+        else if (status === 102 && !this.#h2) res.writeProcessing();
       } catch {
         // not forwarded
       }
@@ -283,10 +371,19 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#latency = performance.now() - this.#dispatchedAt;
     this.#passive(status === 503, 'status 503');
     const out = downstreamResponseHeaders(headers);
-    if (this.#view.closing) out.push('connection', 'close');
+    const h2 = this.#h2;
+    if (this.#view.closing && !h2) out.push('connection', 'close');
+    const extra = this.#view.runtime.responseHeaders;
+    for (let i = 0; i < extra.length; i++) out.push(extra[i]!);
+    if (h2 && headers['grpc-status'] !== undefined) {
+      this.#trailersOnly(status, out);
+      return;
+    }
     try {
       // The backend's reason phrase only when it is plain text node can write; else node's own.
-      res.writeHead(status, statusMessage !== undefined && REASON.test(statusMessage) ? statusMessage : undefined, out);
+      // HTTP/2 has no reason phrase (RFC 9113 §8.3.2).
+      const reason = !h2 && statusMessage !== undefined && REASON.test(statusMessage) ? statusMessage : undefined;
+      res.writeHead(status, reason, out);
     } catch (err) {
       // A head node refuses to write (an invalid field): nothing was sent yet, so a clean 502.
       controller.abort(new InvalidResponse((err as Error).message));
@@ -295,7 +392,24 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#status = status;
   }
 
+  /**
+   * A gRPC "Trailers-Only" answer (the status in the head, no body): to an HTTP/2 client it must be
+   * one HEADERS frame that ends the stream, or gRPC clients see a call without a status. node's
+   * compatibility response always sends the head on its own, so the stream is answered directly.
+   */
+  #trailersOnly(status: number, out: string[]): void {
+    const head: OutgoingHttpHeaders = { ':status': status };
+    for (let i = 0; i < out.length; i += 2) {
+      const prev = head[out[i]!];
+      head[out[i]!] = prev === undefined ? out[i + 1]! : ([] as string[]).concat(prev as string | string[], out[i + 1]!);
+    }
+    this.#status = status;
+    (this.#res as unknown as Http2ServerResponse).stream.respond(head, { endStream: true });
+    this.#finish(status, status >= 500);
+  }
+
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#done) return;
     this.#activityAt = performance.now();
     if (!this.#res.write(chunk)) {
       this.#pausedAt = performance.now();
@@ -304,8 +418,14 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_c: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     clearTimeout(this.#timer);
+    if (this.#done) return; // answered already (Trailers-Only)
+    // Trailers pass on (gRPC's status lives there); HTTP/1.1 clients get them with chunked bodies.
+    for (const _ in trailers) {
+      this.#res.addTrailers(trailerFields(trailers));
+      break;
+    }
     this.#res.end();
     this.#finish(this.#status, this.#status >= 500);
   }
@@ -349,13 +469,13 @@ class Exchange implements Dispatcher.DispatchHandler {
   /** A request is re-sent only when none of it reached the backend, or sending it twice is harmless. */
   #retryable(code: string): boolean {
     if ((this.#tried?.size ?? 0) >= this.#pool.retries) return false;
-    if (CONNECT_ERRORS.has(code)) return true; // the backend never saw a byte of it
+    if (CONNECT_ERRORS.has(code) || isHandshakeFailure(code)) return true; // the backend never saw a byte of it
     return IDEMPOTENT.has(this.#req.method!) && (!this.#hasBody || !this.#req.readableDidRead);
   }
 
   #fail(status: number, reason: string): void {
     this.#done = true;
-    sendProblem(this.#res, status, this.#id, reason, this.#view.closing);
+    sendProblem(this.#res, status, this.#id, reason, this.#view.closing, this.#view.runtime.responseHeaders);
     this.#record(status);
   }
 
@@ -447,10 +567,10 @@ class Exchange implements Dispatcher.DispatchHandler {
 }
 
 /** Answers a request without a backend: refused, or nowhere to send it. */
-function answer(deps: ProxyDeps, view: ListenerView, req: IncomingMessage, res: ServerResponse, status: number, reason: string): void {
+function answer(deps: ProxyDeps, view: ListenerView, req: ClientRequest, res: ClientResponse, status: number, reason: string): void {
   req.resume();
   const close = view.closing || status === 400;
-  sendProblem(res, status, requestId(req.headers['x-request-id']), reason, close);
+  sendProblem(res, status, requestId(req.headers['x-request-id']), reason, close, view.runtime.responseHeaders);
   deps.metrics.request(view.metrics, view.runtime.pool?.pool.pool_id ?? 'none', 'none', status, 0);
   countBytes(req.socket, view.metrics);
 }
@@ -460,7 +580,7 @@ function answer(deps: ProxyDeps, view: ListenerView, req: IncomingMessage, res: 
  * target (RFC 9112 §3.2.2) must name the same authority as Host, which is what Fulcrum checked
  * and forwards; null when it does not, or is not a URL.
  */
-export function originForm(req: IncomingMessage): string | null {
+export function originForm(req: ClientRequest): string | null {
   const target = req.url!;
   if (target.startsWith('/')) return target;
   let url: URL;
@@ -474,14 +594,21 @@ export function originForm(req: IncomingMessage): string | null {
 }
 
 /** Handles one request on an HTTP listener. */
-export function forward(deps: ProxyDeps, view: ListenerView, req: IncomingMessage, res: ServerResponse): void {
+export function forward(deps: ProxyDeps, view: ListenerView, req: ClientRequest, res: ClientResponse): void {
   const problem = headProblem(req);
   if (problem !== null) return answer(deps, view, req, res, 400, problem);
+  if (view.runtime.redirect !== null) return redirectToHttps(deps, view, req, res, view.runtime.redirect);
+  if (req.method === 'CONNECT') return answer(deps, view, req, res, 405, 'CONNECT is not served by this listener');
+  // client_auth OPTIONAL: no certificate is fine, one that does not verify is not.
+  if (view.tls?.requestCert) {
+    const problem = clientCertificate(req.socket).problem;
+    if (problem !== null) return answer(deps, view, req, res, 403, `the client certificate was not accepted: ${problem}`);
+  }
   if (req.url === '*') {
     if (req.method !== 'OPTIONS') return answer(deps, view, req, res, 400, `'*' is a request target for OPTIONS only`);
     // Asterisk-form asks about the server itself (RFC 9110 §9.3.7): to a client, that is Fulcrum.
     req.resume();
-    res.writeHead(200, { allow: 'OPTIONS, GET, HEAD, POST, PUT, PATCH, DELETE', 'content-length': 0 });
+    writer(res).writeHead(200, { allow: 'OPTIONS, GET, HEAD, POST, PUT, PATCH, DELETE', 'content-length': 0 });
     res.end();
     return;
   }

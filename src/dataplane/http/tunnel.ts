@@ -9,19 +9,20 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { countsAsPassiveFailure, passiveOutcome } from '../../health/passive.ts';
 import { requestId } from '../../observability/request-id.ts';
 import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
-import type { PoolRuntime } from '../../snapshot/snapshot.ts';
-import { clientAddress, upstreamRequestHeaders } from './headers.ts';
+import type { PoolRuntime, UpstreamSpec } from '../../snapshot/snapshot.ts';
+import { clientAddress, clientCertificate, upstreamRequestHeaders } from './headers.ts';
 import { pickTarget } from './pick.ts';
-import { countBytes, headProblem, type ListenerView, originForm, type ProxyDeps } from './proxy.ts';
+import { countBytes, headProblem, type ListenerView, originForm, type ProxyDeps, subjectFact } from './proxy.ts';
 
 /** How long a refused client has to read Fulcrum's answer before its socket is closed. */
 const LINGER_MS = 5_000;
 
-const TITLES: Record<number, string> = { 400: 'Bad Request', 405: 'Method Not Allowed', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+const TITLES: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 405: 'Method Not Allowed', 502: 'Bad Gateway', 503: 'Service Unavailable' };
 
 /**
  * Answers on a socket node:http handed over (upgrade, CONNECT) and closes it: the socket is read
@@ -43,6 +44,23 @@ export function answerRaw(socket: Socket, status: number, id: string, reason: st
 function statusOf(chunk: Buffer): number {
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(chunk.subarray(0, 16).toString('latin1'));
   return m ? Number(m[1]) : 0;
+}
+
+/** A connection to the backend for one tunnel, over TLS when the backend asks for it; `ready` names the event that says it is up. */
+function dial(spec: UpstreamSpec): { socket: Socket; ready: 'connect' | 'secureConnect' } {
+  const tls = spec.tls;
+  if (!tls.enabled) return { socket: connect({ host: spec.host, port: spec.port, noDelay: true }), ready: 'connect' };
+  // WebSocket handshakes are HTTP/1.1 (RFC 6455), whatever the pool speaks otherwise.
+  const socket = connectTls({
+    host: spec.host,
+    port: spec.port,
+    rejectUnauthorized: tls.verify,
+    ALPNProtocols: ['http/1.1'],
+    ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
+    ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+  });
+  socket.setNoDelay(true);
+  return { socket, ready: 'secureConnect' };
 }
 
 export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage, client: Socket, head: Buffer): void {
@@ -82,6 +100,10 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
   const path = originForm(req);
   if (path === null) return refuse(400, 'the request target must be a path, or an absolute URL naming the Host');
   if (!/^websocket$/i.test(req.headers.upgrade ?? '')) return refuse(400, `upgrade to '${req.headers.upgrade}' is not supported`);
+  if (view.tls?.requestCert) {
+    const rejected = clientCertificate(client).problem;
+    if (rejected !== null) return refuse(403, `the client certificate was not accepted: ${rejected}`);
+  }
   if (pool === null) return refuse(503, 'the listener has no default pool');
   if (pool.breaker !== null) {
     ticket = pool.breaker.allow(deps.now());
@@ -89,7 +111,17 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
   }
 
   const clientIp = clientAddress(client.remoteAddress);
-  const headers = upstreamRequestHeaders(req, { clientIp, proto: listener.protocol === 'HTTPS' ? 'https' : 'http', port: listener.port, requestId: id }, true);
+  const headers = upstreamRequestHeaders(
+    req,
+    {
+      clientIp,
+      proto: listener.protocol === 'HTTPS' ? 'https' : 'http',
+      port: listener.port,
+      requestId: id,
+      subject: subjectFact(view, client),
+    },
+    true,
+  );
   let requestHead = `${req.method} ${path} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) requestHead += `${headers[i]}: ${headers[i + 1]}\r\n`;
   requestHead += '\r\n';
@@ -105,7 +137,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
       return;
     }
     const target = pool.targets[index]!;
-    const upstream = connect({ host: target.backend.ip_address ?? target.backend.hostname!, port: target.backend.port, noDelay: true });
+    const { socket: upstream, ready } = dial(target.upstream);
     const terminate = () => {
       upstream.destroy();
       client.destroy();
@@ -136,7 +168,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
       refuse(502, `backend ${target.id} failed (${lastError})`, pool.pool.pool_id, target.id);
       settle(502);
     });
-    upstream.once('connect', () => {
+    upstream.once(ready, () => {
       connected = true;
       upstream.setTimeout(0);
       if (client.destroyed) {

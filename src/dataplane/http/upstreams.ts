@@ -1,9 +1,14 @@
 /**
- * Pooled keep-alive connections to backends: one undici Pool per backend address (and connect
- * timeout), kept by identity across configuration revisions so a change never drops warm
- * connections. A pool no revision uses any more is closed gracefully: in-flight requests finish.
+ * Pooled connections to backends, kept by identity across configuration revisions so a change
+ * never drops warm connections: one undici Pool per backend (HTTP/1.1, plain or TLS), or one
+ * HTTP/2 session manager when the pool asks for h2. A pool no revision uses any more is closed
+ * gracefully: in-flight requests finish.
  */
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
+import type { UpstreamSpec } from '../../snapshot/snapshot.ts';
+import { H2Upstream } from './h2-upstream.ts';
 
 /**
  * Idle upstream sockets close after this long, or sooner when the backend announces a shorter
@@ -13,35 +18,79 @@ import { Pool } from 'undici';
  */
 const UPSTREAM_IDLE_MS = 4_000;
 
-export class Upstreams {
-  readonly #pools = new Map<string, Pool>();
+/** One request as the forwarding path hands it to an upstream (the undici dispatch fields it uses). */
+export interface UpstreamRequest {
+  path: string;
+  method: string;
+  /** Flat [name, value, …] list. */
+  headers: string[];
+  body: Readable | null;
+  headersTimeout?: number;
+  bodyTimeout?: number;
+  idempotent?: boolean;
+  blocking?: boolean;
+}
 
-  static key(origin: string, connectMs: number): string {
-    return `${origin}|${connectMs}`;
+/** What the forwarding path needs of an upstream: undici's dispatch, and a way to let it go. */
+export interface Upstream {
+  dispatch(options: UpstreamRequest, handler: Dispatcher.DispatchHandler): boolean;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+function open(spec: UpstreamSpec, connectMs: number): Upstream {
+  const tls = spec.tls;
+  if (tls.http2) {
+    return new H2Upstream({
+      origin: spec.origin,
+      connectTimeoutMs: connectMs,
+      idleTimeoutMs: UPSTREAM_IDLE_MS,
+      ...(tls.enabled ? { servername: tls.servername, rejectUnauthorized: tls.verify, ca: tls.ca } : {}),
+    });
+  }
+  return new Pool(spec.origin, {
+    connections: null,
+    pipelining: 1,
+    keepAliveTimeout: UPSTREAM_IDLE_MS,
+    keepAliveMaxTimeout: UPSTREAM_IDLE_MS,
+    keepAliveTimeoutThreshold: 1_000,
+    connect: {
+      timeout: connectMs,
+      noDelay: true,
+      ...(tls.enabled
+        ? {
+            rejectUnauthorized: tls.verify,
+            ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
+            ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+            ALPNProtocols: ['http/1.1'],
+          }
+        : {}),
+    },
+    strictContentLength: true,
+  });
+}
+
+export class Upstreams {
+  readonly #pools = new Map<string, Upstream>();
+
+  static key(spec: UpstreamSpec, connectMs: number): string {
+    return `${spec.key}|${connectMs}`;
   }
 
-  get(origin: string, connectMs: number): Pool {
-    const key = Upstreams.key(origin, connectMs);
+  get(spec: UpstreamSpec, connectMs: number): Upstream {
+    const key = Upstreams.key(spec, connectMs);
     let pool = this.#pools.get(key);
     if (!pool) {
-      pool = new Pool(origin, {
-        connections: null,
-        pipelining: 1,
-        keepAliveTimeout: UPSTREAM_IDLE_MS,
-        keepAliveMaxTimeout: UPSTREAM_IDLE_MS,
-        keepAliveTimeoutThreshold: 1_000,
-        connect: { timeout: connectMs, noDelay: true },
-        strictContentLength: true,
-      });
+      pool = open(spec, connectMs);
       this.#pools.set(key, pool);
     }
     return pool;
   }
 
-  /** Closes idle connections to an origin now; in-flight requests on it finish first. */
-  closeOrigin(origin: string): void {
+  /** Closes a backend's idle connections now; in-flight requests on them finish first. */
+  closeBackend(serverId: string): void {
     for (const [key, pool] of this.#pools) {
-      if (key.startsWith(`${origin}|`)) {
+      if (key.startsWith(`${serverId}|`)) {
         this.#pools.delete(key);
         void pool.close().catch(() => {});
       }

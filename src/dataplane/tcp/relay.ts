@@ -1,0 +1,113 @@
+/**
+ * Layer 4 forwarding: a client connection is joined to a backend connection and bytes pass both
+ * ways untouched, with backpressure (pipe) and half-close (an end from one side is passed on, the
+ * other direction keeps flowing). The backend is picked by the pool's balancer; a refused or
+ * timed-out connect tries another backend, up to the pool's `retries`. The connection holds a slot
+ * on its backend for as long as it is open, so least-connections balancing and drains see it, and
+ * a drain that times out or a removed backend cuts it.
+ */
+import { connect, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { countsAsPassiveFailure, passiveOutcome } from '../../health/passive.ts';
+import type { ListenerMetrics, Metrics } from '../../observability/metrics.ts';
+import type { ListenerRuntime, PoolRuntime } from '../../snapshot/snapshot.ts';
+import { pickTarget } from '../http/pick.ts';
+
+export interface RelayDeps {
+  metrics: Metrics;
+  now(): number;
+  loadChanged(pool: PoolRuntime, index: number): void;
+}
+
+export interface RelayView {
+  readonly runtime: ListenerRuntime;
+  readonly metrics: ListenerMetrics;
+}
+
+const NO_HEADERS = { headers: {} };
+
+/** Counts a finished connection: its bytes and how it ended. */
+function account(deps: RelayDeps, view: RelayView, client: Socket, pool: string, backend: string, result: string): void {
+  view.metrics.bytesIn.inc(client.bytesRead);
+  view.metrics.bytesOut.inc(client.bytesWritten);
+  deps.metrics.tcpConnection(view.metrics, pool, backend, result);
+}
+
+/** Refuses a connection that was never forwarded, counting why. */
+export function refuse(deps: RelayDeps, view: RelayView, client: Socket, result: string, pool = 'none', goodbye?: Buffer): void {
+  account(deps, view, client, pool, 'none', result);
+  if (goodbye && client.writable) client.end(goodbye);
+  client.destroySoon();
+}
+
+/**
+ * Joins `client` to a backend of `pool`. `first` holds the bytes already read from the client
+ * (a ClientHello), written to the backend before anything else.
+ */
+export function relay(deps: RelayDeps, view: RelayView, pool: PoolRuntime, client: Socket, clientIp: string, first: Buffer): void {
+  const listener = view.runtime.listener;
+  const started = performance.now();
+  let tried: Set<number> | undefined;
+  let lastError = '';
+  client.pause();
+
+  const attempt = (): void => {
+    const index = pickTarget(pool, NO_HEADERS, clientIp, tried);
+    if (index < 0) {
+      refuse(deps, view, client, tried === undefined ? 'no_backend' : 'backend_failed', pool.pool.pool_id);
+      return;
+    }
+    const target = pool.targets[index]!;
+    const upstream = connect({ host: target.upstream.host, port: target.upstream.port, noDelay: true, allowHalfOpen: true });
+    let connected = false;
+    const terminate = () => {
+      upstream.destroy();
+      client.destroy();
+    };
+    target.record.connections.add(terminate);
+    deps.loadChanged(pool, index);
+    upstream.once('close', () => {
+      if (target.record.connections.delete(terminate)) deps.loadChanged(pool, index);
+    });
+    upstream.setTimeout(listener.timeouts.connect_ms, () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' })));
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (connected) {
+        client.destroy();
+        return;
+      }
+      lastError = err.code ?? err.message;
+      target.record.observe(deps.now(), performance.now() - started, true);
+      if (pool.passive && countsAsPassiveFailure(lastError) && passiveOutcome(target.record, true, lastError, deps.now())) deps.loadChanged(pool, index);
+      if (client.destroyed) return;
+      if ((tried?.size ?? 0) < pool.retries) {
+        (tried ??= new Set()).add(index);
+        attempt();
+        return;
+      }
+      refuse(deps, view, client, 'backend_failed', pool.pool.pool_id);
+    });
+    upstream.once('connect', () => {
+      connected = true;
+      upstream.setTimeout(0);
+      target.record.observe(deps.now(), performance.now() - started, false);
+      if (pool.passive) passiveOutcome(target.record, false, '', deps.now());
+      if (client.destroyed) {
+        upstream.destroy();
+        return;
+      }
+      client.once('close', () => {
+        upstream.destroy();
+        account(deps, view, client, pool.pool.pool_id, target.id, 'forwarded');
+      });
+      upstream.once('close', () => client.destroySoon());
+      if (first.length > 0) upstream.write(first);
+      client.pipe(upstream);
+      upstream.pipe(client);
+      // Idle only when nothing moves either way: writes to the client count as activity too.
+      client.setTimeout(listener.timeouts.idle_ms, terminate);
+      client.resume();
+    });
+  };
+  client.on('error', () => client.destroy());
+  attempt();
+}
