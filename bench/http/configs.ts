@@ -5,12 +5,14 @@ import { HOST } from './net.ts';
  * Ports of the benchmark, apart from ../shared/bench-peers (8081, 9101–9103). Others on this machine
  * may hold them too (a developer's Fulcrum on 18080): `--port-offset` shifts them all, once, at start.
  */
-export const PORTS = { origins: [19101, 19102, 19103], haproxy: 18080, fulcrum: 18081 };
+export const PORTS = { origins: [19101, 19102, 19103], haproxy: 18080, fulcrum: 18081, haproxyTls: 18443, fulcrumTls: 18444 };
 
 export function shiftPorts(offset: number): void {
   PORTS.origins = PORTS.origins.map((p) => p + offset);
   PORTS.haproxy += offset;
   PORTS.fulcrum += offset;
+  PORTS.haproxyTls += offset;
+  PORTS.fulcrumTls += offset;
 }
 
 /**
@@ -51,13 +53,44 @@ ${listens}
 `;
 }
 
-/** HAProxy in mode http, round robin over the origins, reusing server connections across clients. */
-export function haproxyConf(): string {
+/** What HAProxy's TLS frontend needs: see makeCertificates() in tls.ts. */
+export interface HaproxyTls {
+  /** leaf + chain + key, one PEM file */
+  combinedFile: string;
+  /** three base64 keys for `tls-ticket-keys` */
+  ticketKeysFile: string;
+}
+
+/**
+ * HAProxy in mode http, round robin over the origins, reusing server connections across clients.
+ * With `tls`, a second frontend terminates TLS in front of the same backend, in the same process
+ * (so with the same threads).
+ *
+ * Its session resumption is set to behave as Fulcrum's (Node's) does, so that tls-hs compares the
+ * same mix of full and resumed handshakes (bench/README.md, "TLS session resumption"):
+ * - `tls-ticket-keys`: tickets encrypted with keys from a file go through HAProxy's own ticket
+ *   callback, which (like Node's) accepts a ticket of the current key without renewing it, so a
+ *   TLS 1.3 resumption gets no new ticket. With OpenSSL's built-in keys (the default) HAProxy sends
+ *   one after every resumption, and wrk, which keeps one session per connection, then resumes ~100 %
+ *   of its reconnections against HAProxy but every other one against Fulcrum.
+ * - `tune.ssl.cachesize 0`: no server-side session cache, as in Fulcrum (Node has no internal one
+ *   and Fulcrum does not handle 'newSession'/'resumeSession'): a TLS 1.2 client cannot resume by
+ *   session id on either peer. Tickets (TLS 1.2 and 1.3) work on both.
+ */
+export function haproxyConf(tls?: HaproxyTls): string {
   const servers = PORTS.origins.map((p, i) => `    server s${i + 1} ${HOST}:${p}`).join('\n');
+  const tlsGlobal = tls ? '\n    tune.ssl.cachesize 0           # no session-id cache, like Fulcrum: see haproxyConf() in bench/http/configs.ts' : '';
+  const tlsFrontend = tls
+    ? `frontend fe_tls
+    # TLS 1.2 and 1.3 (max: the default), OpenSSL's default ciphers; wrk speaks HTTP/1.1
+    bind ${HOST}:${PORTS.haproxyTls} ssl crt ${tls.combinedFile} alpn http/1.1 ssl-min-ver TLSv1.2 tls-ticket-keys ${tls.ticketKeysFile}
+    default_backend be
+`
+    : '';
   return `# Written by bench/http/run.ts for one run. Reference L7 proxy. Run as: haproxy -db -f <this file>
 global
     maxconn ${HAPROXY_MAXCONN}     # see HAPROXY_MAXCONN in bench/http/configs.ts
-    no strict-limits
+    no strict-limits${tlsGlobal}
     # nbthread defaults to the number of CPUs
 defaults
     mode http
@@ -68,7 +101,7 @@ defaults
 frontend fe
     bind ${HOST}:${PORTS.haproxy}
     default_backend be
-backend be
+${tlsFrontend}backend be
     balance roundrobin
     http-reuse always
 ${servers}

@@ -1,5 +1,5 @@
 // Fulcrum as a peer: started from this repository's sources with the pinned Node, configured only
-// through its management API (as an operator would), then probed on its HTTP listener.
+// through its management API (as an operator would), then probed on its HTTP (and HTTPS) listener.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -8,6 +8,7 @@ import { startGroup, stopGroup, isRunning, log, type Group } from './procs.ts';
 import { HOST, waitFor } from './net.ts';
 import { PORTS } from './configs.ts';
 import { tail, type Peer } from './peers.ts';
+import type { TlsFiles } from './tls.ts';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -19,6 +20,8 @@ export interface FulcrumOptions {
   nodeArgs: string[];
   /** Fail unless the listener answers 200 (for when forwarding exists). */
   require200: boolean;
+  /** With tls-* scenarios: the certificate to upload and serve on an HTTPS listener. */
+  tls: TlsFiles | undefined;
 }
 
 /** Minimal API client: JSON in, JSON out, any non-2xx is an error that names the call. */
@@ -64,7 +67,21 @@ export async function startFulcrum(o: FulcrumOptions): Promise<Peer> {
     await waitApi(base, group, 20_000);
     return group;
   };
-  const peer: Peer = { name: 'fulcrum', port: PORTS.fulcrum, group: undefined, startStatus: 0, logFile, restart: undefined };
+  const peer: Peer = {
+    name: 'fulcrum',
+    port: PORTS.fulcrum,
+    tlsPort: o.tls ? PORTS.fulcrumTls : undefined,
+    group: undefined,
+    startStatus: 0,
+    logFile,
+    restart: undefined,
+  };
+  /** Waits until the HTTPS listener answers as the HTTP one did (both forward to the same pool). */
+  const waitTls = async (tls: TlsFiles) => {
+    const alive = () => isRunning(peer.group!);
+    const t = await waitFor(PORTS.fulcrumTls, (x) => x.status === peer.startStatus, { timeoutMs: 10_000, alive, what: 'fulcrum (HTTPS)', ca: tls.caPem });
+    if (t.status !== peer.startStatus) throw new Error(`Fulcrum's HTTPS listener answers ${t.status}, its HTTP listener ${peer.startStatus}`);
+  };
 
   try {
     peer.group = await launch();
@@ -94,6 +111,27 @@ export async function startFulcrum(o: FulcrumOptions): Promise<Peer> {
       log(`WARNING: ${msg}. Forwarding missing? Measuring anyway; its responses are counted as non-2xx.`);
     }
     peer.startStatus = a.status;
+
+    if (o.tls) {
+      // The same leaf and chain as HAProxy's frontend; min_version TLS1_2 (the default, named to say
+      // so) and no `ciphers` (Node's default list), so TLS 1.2 and 1.3 are offered as on HAProxy.
+      const cert = await call('POST', '/certificates', {
+        name: 'bench',
+        certificate_pem: o.tls.certPem,
+        private_key_pem: o.tls.keyPem,
+        chain_pem: o.tls.chainPem,
+      });
+      const https = await call('POST', `/load-balancers/${lb.lb_id}/listeners`, {
+        name: 'bench-https',
+        protocol: 'HTTPS',
+        bind_address: HOST,
+        port: PORTS.fulcrumTls,
+        default_pool_id: pool.pool_id,
+        tls: { certificate_ids: [cert.cert_id], min_version: 'TLS1_2' },
+      });
+      if (https.status !== 'ACTIVE') throw new Error(`HTTPS listener is ${https.status}: ${https.status_message}`);
+      await waitTls(o.tls);
+    }
   } catch (err) {
     throw withLog(err);
   }
@@ -105,6 +143,7 @@ export async function startFulcrum(o: FulcrumOptions): Promise<Peer> {
       // The listener comes back from the store; wait until it answers as it did at first start.
       const alive = () => isRunning(peer.group!);
       await waitFor(PORTS.fulcrum, (x) => x.status === peer.startStatus, { timeoutMs: 10_000, alive, what: 'fulcrum' });
+      if (o.tls) await waitTls(o.tls);
     } catch (err) {
       throw withLog(err);
     }

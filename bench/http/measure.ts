@@ -1,5 +1,5 @@
-// One measurement = one row: wrk scenarios (ka*, close*) and the bulk download. The proxy's CPU is
-// read from /proc around the run, its RSS at the end, both over its whole process tree.
+// One measurement = one row: wrk scenarios (ka*, close*, tls-ka*, tls-hs*) and the bulk download.
+// The proxy's CPU is read from /proc around the run, its RSS at the end, both over its whole process tree.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -18,10 +18,22 @@ export interface Bench {
 
 export const LUA = join(import.meta.dirname, 'wrk-json.lua');
 
-/** `ka64` → 64 keep-alive connections; `close64` → 64 connections, each closed after one request. */
-export function wrkShape(scenario: string): { conns: number; close: boolean } | undefined {
-  const m = /^(ka|close)(\d+)$/.exec(scenario);
-  return m ? { conns: Number(m[2]), close: m[1] === 'close' } : undefined;
+export interface WrkShape {
+  conns: number;
+  /** `Connection: close`: a new connection (and, over TLS, a new handshake) per request. */
+  close: boolean;
+  /** Over TLS, to the peer's TLS port. */
+  tls: boolean;
+}
+
+/**
+ * `ka64` → 64 keep-alive connections; `close64` → 64 connections, each closed after one request;
+ * `tls-ka64` and `tls-hs64` → the same two over TLS (hs: a handshake per request).
+ */
+export function wrkShape(scenario: string): WrkShape | undefined {
+  const m = /^(ka|close|tls-ka|tls-hs)(\d+)$/.exec(scenario);
+  if (!m) return undefined;
+  return { conns: Number(m[2]), close: m[1] === 'close' || m[1] === 'tls-hs', tls: m[1]!.startsWith('tls-') };
 }
 
 /** CPU/RSS/connection counters around `fn`, as row fields. */
@@ -46,28 +58,42 @@ async function counted<T>(b: Bench, peer: Peer, fn: () => Promise<T>): Promise<{
   };
 }
 
-function wrkArgs(b: Bench, peer: Peer, conns: number, close: boolean, seconds: number): string[] {
-  const args = ['-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '5s', '-s', LUA];
-  if (close) args.push('-H', 'Connection: close');
-  args.push(`http://${HOST}:${peer.port}/`);
+function wrkArgs(peer: Peer, shape: WrkShape, seconds: number): string[] {
+  const args = ['-t1', `-c${shape.conns}`, `-d${seconds}s`, '--timeout', '5s', '-s', LUA];
+  if (shape.close) args.push('-H', 'Connection: close');
+  if (shape.tls && peer.tlsPort === undefined) throw new Error(`${peer.name} has no TLS listener`);
+  args.push(shape.tls ? `https://${HOST}:${peer.tlsPort}/` : `http://${HOST}:${peer.port}/`);
   return args;
 }
 
-/** 1 s of ka64, not recorded: JIT, connection pools and caches warm up. */
-export async function warmUp(b: Bench, peer: Peer): Promise<void> {
-  await runGroup('wrk-warmup', b.tools.wrk, wrkArgs(b, peer, 64, false, 1));
+/** 1 s of ka64 (or tls-ka64), not recorded: JIT, connection pools and caches warm up. */
+export async function warmUp(b: Bench, peer: Peer, tls = false): Promise<void> {
+  await runGroup('wrk-warmup', b.tools.wrk, wrkArgs(peer, { conns: 64, close: false, tls }, 1));
 }
 
 export async function runWrk(b: Bench, peer: Peer, scenario: string, round: number): Promise<Row> {
   const shape = wrkShape(scenario);
   if (!shape) throw new Error(`not a wrk scenario: ${scenario}`);
   const raw = join(b.rawDir, `${peer.name}.${scenario}.r${round}.txt`);
-  const args = wrkArgs(b, peer, shape.conns, shape.close, b.duration);
-  const { result: code, fields } = await counted(b, peer, () => runGroup('wrk', b.tools.wrk, args, { logFile: raw, nofile: shape.conns + 100 }));
-  const line = readFileSync(raw, 'utf8').split('\n').find((l) => l.startsWith('JSON '));
+  const args = wrkArgs(peer, shape, b.duration);
+  // wrk runs under a shell whose `times` then prints wrk's CPU time: over TLS the client's own
+  // handshake work is a large part of the box's 2 cores, and shows whether wrk was the limit.
+  const shell = ['-c', '"$0" "$@"; rc=$?; times; exit $rc', b.tools.wrk, ...args];
+  const { result: code, fields } = await counted(b, peer, () => runGroup('wrk', b.tools.bash, shell, { logFile: raw, nofile: shape.conns + 100 }));
+  const text = readFileSync(raw, 'utf8');
+  const line = text.split('\n').find((l) => l.startsWith('JSON '));
   if (!line) throw new Error(`wrk (exit ${code}) printed no result for ${peer.name} ${scenario}; see ${raw}`);
   const w = JSON.parse(line.slice(5)) as Partial<Row>;
-  return { peer: peer.name, scenario, round, ...fields, ...w } as Row;
+  const wrkCpu = childCpuSeconds(text);
+  const client = wrkCpu === undefined || !fields.elapsed_s ? null : Math.round((wrkCpu / fields.elapsed_s) * 1000) / 10;
+  return { peer: peer.name, scenario, round, ...fields, client_cpu_pct: client, ...w } as Row;
+}
+
+/** The children's user + system seconds from bash's `times` (its second line: "0m1.530s 0m0.620s"). */
+function childCpuSeconds(text: string): number | undefined {
+  const lines = text.split('\n').filter((l) => /^\d+m[\d.]+s \d+m[\d.]+s$/.test(l.trim()));
+  const m = /^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/.exec(lines.at(-1)?.trim() ?? '');
+  return m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) : undefined;
 }
 
 /** One GET of the 1 GiB object, single stream, body discarded by curl. */

@@ -1,5 +1,6 @@
-// Loopback-only network helpers: port checks and a plain GET that never keeps a connection open.
+// Loopback-only network helpers: port checks and a GET (plain or over TLS) that never keeps a connection open.
 import { request } from 'node:http';
+import { request as tlsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -35,10 +36,15 @@ export interface Answer {
   body: string;
 }
 
-/** One GET with `Connection: close`, so probes leave no idle connection in a proxy. */
-export function get(port: number, path = '/', timeoutMs = 2000): Promise<Answer> {
+/**
+ * One GET with `Connection: close`, so probes leave no idle connection in a proxy. With `ca`, over
+ * TLS: the peer's certificate must chain to that CA and name 127.0.0.1 (as wrk reaches it).
+ */
+export function get(port: number, path = '/', timeoutMs = 2000, ca?: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: HOST, port, path, agent: false, headers: { connection: 'close' }, timeout: timeoutMs }, (res) => {
+    const options = { host: HOST, port, path, agent: false, headers: { connection: 'close' }, timeout: timeoutMs };
+    const send = ca === undefined ? request : tlsRequest;
+    const req = send({ ...options, ...(ca === undefined ? {} : { ca }) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -57,14 +63,14 @@ export function get(port: number, path = '/', timeoutMs = 2000): Promise<Answer>
 export async function waitFor(
   port: number,
   accept: (a: Answer) => boolean,
-  opts: { timeoutMs: number; alive: () => boolean; what: string },
+  opts: { timeoutMs: number; alive: () => boolean; what: string; ca?: string },
 ): Promise<Answer> {
   const until = Date.now() + opts.timeoutMs;
   let last: Answer | Error = new Error('no answer');
   while (Date.now() < until) {
     if (!opts.alive()) throw new Error(`${opts.what} exited while starting`);
     try {
-      last = await get(port, '/', 1000);
+      last = await get(port, '/', 1000, opts.ca);
       if (accept(last)) return last;
     } catch (err) {
       last = err as Error;

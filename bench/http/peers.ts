@@ -7,12 +7,15 @@ import { startGroup, stopGroup, isRunning, log, type Group } from './procs.ts';
 import { waitFor } from './net.ts';
 import { originNginxConf, haproxyConf, PORTS } from './configs.ts';
 import type { Tools } from './tools.ts';
+import type { TlsFiles } from './tls.ts';
 
 export const BIG_BYTES = 2 ** 30;
 
 export interface Peer {
   name: string;
   port: number;
+  /** The port of its TLS listener, when the run has tls-* scenarios (never for `direct`). */
+  tlsPort: number | undefined;
   /** The proxy's process group; undefined for `direct` (no proxy: wrk talks to the origin). */
   group: Group | undefined;
   /** Status of the first answer on `/` after start (Fulcrum answers 503 until forwarding lands). */
@@ -61,18 +64,31 @@ export async function startOrigin(tools: Tools, stateDir: string, wwwDir: string
   return g;
 }
 
-export async function startHaproxy(tools: Tools, stateDir: string, logDir: string): Promise<Peer> {
+export async function startHaproxy(tools: Tools, stateDir: string, logDir: string, tls: TlsFiles | undefined): Promise<Peer> {
   const conf = join(stateDir, 'haproxy.cfg');
-  writeFileSync(conf, haproxyConf());
+  writeFileSync(conf, haproxyConf(tls));
   const logFile = join(logDir, 'haproxy.log');
   const launch = async (): Promise<Group> => {
     // -db: foreground, no daemon and no master process, so the group is exactly HAProxy
     const group = startGroup('haproxy', tools.haproxy, ['-db', '-f', conf], { logFile, nofile: 20000 });
-    const a = await waitFor(PORTS.haproxy, (x) => x.status === 200, { timeoutMs: 10_000, alive: () => isRunning(group), what: 'haproxy' });
+    const alive = () => isRunning(group);
+    const a = await waitFor(PORTS.haproxy, (x) => x.status === 200, { timeoutMs: 10_000, alive, what: 'haproxy' });
     if (a.status !== 200) throw new Error(`haproxy answered ${a.status}; see ${logFile}`);
+    if (tls) {
+      const t = await waitFor(PORTS.haproxyTls, (x) => x.status === 200, { timeoutMs: 10_000, alive, what: 'haproxy (TLS)', ca: tls.caPem });
+      if (t.status !== 200) throw new Error(`haproxy's TLS frontend answered ${t.status}; see ${logFile}`);
+    }
     return group;
   };
-  const peer: Peer = { name: 'haproxy', port: PORTS.haproxy, group: await launch(), startStatus: 200, logFile, restart: undefined };
+  const peer: Peer = {
+    name: 'haproxy',
+    port: PORTS.haproxy,
+    tlsPort: tls ? PORTS.haproxyTls : undefined,
+    group: await launch(),
+    startStatus: 200,
+    logFile,
+    restart: undefined,
+  };
   peer.restart = async () => {
     await stopGroup(peer.group!);
     peer.group = await launch();
@@ -81,7 +97,8 @@ export async function startHaproxy(tools: Tools, stateDir: string, logDir: strin
 }
 
 export function directPeer(): Peer {
-  return { name: 'direct', port: PORTS.origins[0]!, group: undefined, startStatus: 200, logFile: undefined, restart: undefined };
+  // The origin speaks plain HTTP only: no TLS port, so tls-* scenarios skip it.
+  return { name: 'direct', port: PORTS.origins[0]!, tlsPort: undefined, group: undefined, startStatus: 200, logFile: undefined, restart: undefined };
 }
 
 /** Last lines of a log, for error messages. */

@@ -1,5 +1,6 @@
 // Rows → markdown: one table per scenario (medians over rounds, ratios to HAProxy), then the targets.
 // Ratios are the point: absolute numbers move with the machine's load from run to run.
+import type { HandshakeCount } from './tls.ts';
 
 /** One measurement. Which fields are set depends on the scenario. */
 export interface Row {
@@ -9,6 +10,8 @@ export interface Row {
   elapsed_s?: number;
   proxy_cpu_pct?: number | null;
   origin_cpu_pct?: number;
+  /** wrk's own CPU over the run (wrk scenarios) */
+  client_cpu_pct?: number | null;
   proxy_rss_kb?: number | null;
   tcp_active_opens?: number;
   // wrk (wrk-json.lua)
@@ -43,6 +46,8 @@ export interface Row {
 export interface ReportMeta {
   /** Status of Fulcrum's first answer on `/`, if it ran. */
   fulcrumStartStatus?: number;
+  /** With tls-* scenarios: per peer, what the resumption probe saw (tls.ts, probeResumption). */
+  tlsProbe?: Record<string, HandshakeCount>;
 }
 
 const REF = 'haproxy';
@@ -68,6 +73,12 @@ const sockErrors = (r: Row) => sum([r.err_connect, r.err_read, r.err_write, r.er
 /** Non-2xx answers: wrk's status errors (status ≥ 400), bulk's non-2xx code, idle10k's count. */
 const non2xx = (r: Row) => (r.scenario === 'bulk' || r.scenario === 'idle10k' ? (r.non2xx ?? 0) : (r.err_status ?? 0));
 
+/** The proxy's CPU time over the run divided by the requests wrk counted in it. */
+function cpuUsPerReq(r: Row): number {
+  if (typeof r.proxy_cpu_pct !== 'number' || !r.requests || r.elapsed_s === undefined) return NaN;
+  return ((r.proxy_cpu_pct / 100) * r.elapsed_s * 1e6) / r.requests;
+}
+
 /** Per (scenario, peer) summary over rounds. */
 interface Stat {
   n: number;
@@ -77,6 +88,9 @@ interface Stat {
   p50: number;
   p99: number;
   cpu: number;
+  /** proxy CPU time per request, µs: less sensitive than req/s to how the 2 cores are shared */
+  cpuUsPerReq: number;
+  clientCpu: number;
   rssKb: number;
   connPerReq: number;
   non2xx: number;
@@ -102,6 +116,8 @@ function stat(rows: Row[]): Stat {
     p50: median(rows.map((r) => r.p50_us)),
     p99: median(rows.map((r) => r.p99_us)),
     cpu: median(rows.map((r) => r.proxy_cpu_pct)),
+    cpuUsPerReq: median(rows.map(cpuUsPerReq)),
+    clientCpu: median(rows.map((r) => r.client_cpu_pct)),
     rssKb: median(rows.map((r) => r.proxy_rss_kb)),
     connPerReq: median(rows.map((r) => (r.requests ? (r.tcp_active_opens ?? NaN) / r.requests : NaN))),
     non2xx: sum(rows.map(non2xx)),
@@ -124,15 +140,21 @@ function collect(rows: Row[]): Stats {
   return out;
 }
 
+const isTls = (sc: string) => sc.startsWith('tls-');
+const isHandshake = (sc: string) => sc.startsWith('tls-hs');
+
 function title(sc: string): string {
-  const m = /^(ka|close)(\d+)$/.exec(sc);
-  if (m) return m[1] === 'ka' ? `wrk -t1 -c${m[2]}, keep-alive` : `wrk -t1 -c${m[2]} -H 'Connection: close' (a new connection per request)`;
+  const m = /^(ka|close|tls-ka|tls-hs)(\d+)$/.exec(sc);
+  if (m?.[1] === 'ka') return `wrk -t1 -c${m[2]}, keep-alive`;
+  if (m?.[1] === 'close') return `wrk -t1 -c${m[2]} -H 'Connection: close' (a new connection per request)`;
+  if (m?.[1] === 'tls-ka') return `wrk -t1 -c${m[2]} https://…/, keep-alive over TLS`;
+  if (m?.[1] === 'tls-hs') return `wrk -t1 -c${m[2]} -H 'Connection: close' https://…/ (a new TLS connection per request: req/s = handshakes/s)`;
   if (sc === 'bulk') return 'one GET of /big (1 GiB), single stream, curl -o /dev/null';
   if (sc === 'idle10k') return '10,000 idle keep-alive client connections: proxy RSS growth';
   return sc;
 }
 
-function table(sc: string, byPeer: Map<string, Stat>): string[] {
+function table(sc: string, byPeer: Map<string, Stat>, meta: ReportMeta): string[] {
   const ref = byPeer.get(REF);
   const ratio = (a: number, b: number | undefined) => (b !== undefined && ok(b) && b !== 0 ? f2(a / b) : 'n/a');
   const out = [`### ${sc}: ${title(sc)}`, ''];
@@ -156,19 +178,63 @@ function table(sc: string, byPeer: Map<string, Stat>): string[] {
       );
     }
   } else {
+    const unit = isHandshake(sc) ? 'handshakes/s' : 'req/s';
+    const per = isHandshake(sc) ? 'handshake' : 'req';
     out.push(
-      '| peer | req/s (median of n) | min–max | ×HAProxy | p50 ms | p99 ms | p99 ×HAProxy | proxy CPU % | RSS MB | conn/req | non-2xx | socket errors |',
-      '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+      `| peer | ${unit} (median of n) | min–max | ×HAProxy | p50 ms | p99 ms | p99 ×HAProxy | proxy CPU % | CPU µs/${per} | CPU/${per} ×HAProxy | wrk CPU % | RSS MB | conn/req | non-2xx | socket errors |`,
+      '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
     );
     for (const [peer, s] of byPeer) {
+      const proxy = peer !== 'direct';
       out.push(
         `| ${peer} | ${f0(s.value)} (${s.n}) | ${f0(s.min)}–${f0(s.max)} | ${ratio(s.value, ref?.value)} | ${ms(s.p50)} | ${ms(s.p99)} | ${ratio(s.p99, ref?.p99)} | ` +
-          `${peer === 'direct' ? '-' : f1(s.cpu)} | ${mb(s.rssKb)} | ${f2(s.connPerReq)} | ${f0(s.non2xx)} | ${f0(s.errors)} |`,
+          `${proxy ? f1(s.cpu) : '-'} | ${proxy ? f1(s.cpuUsPerReq) : '-'} | ${proxy ? ratio(s.cpuUsPerReq, ref?.cpuUsPerReq) : '-'} | ${f1(s.clientCpu)} | ` +
+          `${mb(s.rssKb)} | ${f2(s.connPerReq)} | ${f0(s.non2xx)} | ${f0(s.errors)} |`,
       );
     }
+    if (isTls(sc)) out.push('', ...tlsNotes(sc, byPeer, meta));
   }
   out.push('');
   return out;
+}
+
+/** Share of resumed handshakes in a probe, as "49 % of 1,234". */
+function resumedShare(c: HandshakeCount): string {
+  return `${c.handshakes ? Math.round((c.resumed / c.handshakes) * 100) : 0} % of ${f0(c.handshakes)}`;
+}
+
+/**
+ * Peers whose share of resumed handshakes differs from HAProxy's by more than 10 points: then
+ * tls-hs no longer compares the same work (a resumed handshake skips the certificate signature).
+ */
+export function unequalResumption(probe: Record<string, HandshakeCount> | undefined): string[] {
+  const ref = probe?.[REF];
+  if (!probe || !ref?.handshakes) return [];
+  const share = (c: HandshakeCount) => c.resumed / c.handshakes;
+  return Object.entries(probe).filter(([, c]) => c.handshakes > 0 && Math.abs(share(c) - share(ref)) > 0.1).map(([peer]) => peer);
+}
+
+/** Below a TLS table: what is not measured, what was negotiated, and how many handshakes resumed. */
+function tlsNotes(sc: string, byPeer: Map<string, Stat>, meta: ReportMeta): string[] {
+  const notes = [
+    '`direct` is not measured over TLS: the origin speaks plain HTTP only. Both peers serve the same ECDSA P-256 certificate (signed by a bench CA), ' +
+      'TLS 1.2–1.3, their default ciphers; HAProxy\'s session resumption is set to behave as Fulcrum\'s (bench/README.md, "TLS session resumption").',
+  ];
+  const probe = meta.tlsProbe;
+  const peers = [...byPeer.keys()].filter((p) => probe?.[p]);
+  if (probe && peers.length > 0) {
+    const params = peers.map((p) => `${p}: ${Object.keys(probe[p]!.params).join(', ') || 'none seen'}`).join('; ');
+    notes.push(`Negotiated with wrk: ${params}.`);
+    if (isHandshake(sc)) {
+      notes.push(
+        `Resumed handshakes, seen by a 1 s wrk -c8 \`Connection: close\` probe before the rounds: ${peers.map((p) => `${p} ${resumedShare(probe[p]!)}`).join(', ')}. ` +
+          'A resumed TLS 1.3 handshake skips the certificate and its signature.',
+      );
+      const odd = unequalResumption(probe);
+      if (odd.length > 0) notes.push(`> **Unequal resumption** (${odd.join(', ')} vs ${REF}): this table compares different handshake mixes.`);
+    }
+  }
+  return notes.flatMap((n) => [n, '']).slice(0, -1); // paragraphs
 }
 
 interface Target {
@@ -222,16 +288,17 @@ export function renderReport(rows: Row[], meta: ReportMeta = {}): string {
       '',
     );
   }
-  for (const [sc, byPeer] of stats) out.push(...table(sc, byPeer));
-  out.push('### targets (Fulcrum)', '', '| scenario | target | result |', '|---|---|---|');
-  for (const t of TARGETS) {
-    if (!stats.has(t.scenario)) continue;
+  for (const [sc, byPeer] of stats) out.push(...table(sc, byPeer, meta));
+  const targets = TARGETS.filter((t) => stats.has(t.scenario));
+  if (targets.length > 0) out.push('### targets (Fulcrum)', '', '| scenario | target | result |', '|---|---|---|');
+  for (const t of targets) {
     out.push(`| ${t.scenario} | ${t.what} ${t.bound === 'min' ? '≥' : '≤'} ${fmt(t.limit, t.unit)} | ${judge(t, stats.get(t.scenario))} |`);
   }
   out.push(
-    '',
+    ...(targets.length > 0 ? [''] : []),
     'Medians over rounds. ×HAProxy = peer / HAProxy in the same run. proxy CPU % = utime+stime of the proxy\'s process tree over the run ' +
-      '(100 % = one core); RSS = its summed VmRSS at the end of the run. conn/req = TCP connects on the whole box per request ' +
+      '(100 % = one core); CPU µs/req = that CPU time per request wrk counted (per round, then the median); wrk CPU % = wrk\'s own, the same way. ' +
+      'RSS = its summed VmRSS at the end of the run. conn/req = TCP connects on the whole box per request ' +
       '(0 = connections reused; 1 = one per request). non-2xx: wrk counts answers with status ≥ 400 (no peer sends 3xx here).',
   );
   return out.join('\n');

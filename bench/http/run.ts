@@ -16,7 +16,8 @@ import { ensureBigFile, startOrigin, startHaproxy, directPeer, tail, type Peer }
 import { startFulcrum, fulcrumNodeArgs, REPO_ROOT } from './fulcrum.ts';
 import { warmUp, runWrk, runBulk, wrkShape, type Bench } from './measure.ts';
 import { runIdle } from './idle.ts';
-import { renderReport, type Row, type ReportMeta } from './report.ts';
+import { renderReport, unequalResumption, type Row, type ReportMeta } from './report.ts';
+import { makeCertificates, probeResumption } from './tls.ts';
 
 const TMP = join(REPO_ROOT, 'bench', '.tmp');
 const LOCK = join(TMP, 'run.lock');
@@ -58,9 +59,10 @@ function writeMeta(dir: string, o: Options, tools: Tools, apiPort: number | unde
     `date: ${new Date().toISOString()}`,
     `host: ${cpus().length} cpus, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}, loadavg at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
     `args: duration=${o.duration}s rounds=${o.rounds} scenarios=${o.scenarios.join(',')} peers=${o.peers.join(',')} fulcrum-args='${o.fulcrumArgs}' port-offset=${o.portOffset}`,
-    `ports: origin ${PORTS.origins.join(',')} haproxy ${PORTS.haproxy} fulcrum ${PORTS.fulcrum} fulcrum-api ${apiPort ?? '-'}`,
+    `ports: origin ${PORTS.origins.join(',')} haproxy ${PORTS.haproxy} (TLS ${PORTS.haproxyTls}) fulcrum ${PORTS.fulcrum} (TLS ${PORTS.fulcrumTls}) fulcrum-api ${apiPort ?? '-'}`,
     `fulcrum: ${gitRevision()}, node ${process.version}`,
-    `versions: ${version([tools.haproxy, '-v'])} | ${version([tools.nginx, '-v'])} | ${version([tools.wrk, '-v'])} | ${version([tools.curl, '--version'])}`,
+    `versions: ${version([tools.haproxy, '-v'])} | ${version([tools.nginx, '-v'])} | ${version([tools.wrk, '-v'])} | ${version([tools.curl, '--version'])} | ` +
+      `${version([tools.openssl, 'version']).split(' ').slice(0, 2).join(' ')} (wrk, HAProxy) | OpenSSL ${process.versions.openssl} (Fulcrum's Node)`,
   ];
   writeFileSync(join(dir, 'meta.txt'), `${lines.join('\n')}\n`);
   for (const l of lines) log(l);
@@ -72,7 +74,7 @@ function summary(r: Row): string {
     return `RSS +${r.growth_mb} MB (${r.answered_2xx} 2xx, ${r.non2xx} non-2xx, ${r.errors} errors, ${r.still_open} still open)`;
   }
   const rps = Math.round((r.requests ?? 0) / ((r.duration_us ?? 1) / 1e6));
-  return `${rps.toLocaleString('en-US')} req/s, p99 ${((r.p99_us ?? 0) / 1000).toFixed(2)} ms, non-2xx ${r.err_status}`;
+  return `${rps.toLocaleString('en-US')} ${r.scenario.startsWith('tls-hs') ? 'handshakes/s' : 'req/s'}, p99 ${((r.p99_us ?? 0) / 1000).toFixed(2)} ms, non-2xx ${r.err_status}`;
 }
 
 function checkAlive(groups: { name: string; group: Group | undefined; logFile?: string }[]): void {
@@ -89,7 +91,10 @@ async function main(o: Options): Promise<void> {
   shiftPorts(o.portOffset);
 
   const want = (p: string) => o.peers.includes(p);
-  const ports = [...PORTS.origins, ...(want('haproxy') ? [PORTS.haproxy] : []), ...(want('fulcrum') ? [PORTS.fulcrum] : [])];
+  const tlsScenarios = o.scenarios.filter((s) => wrkShape(s)?.tls);
+  const ports = [...PORTS.origins];
+  if (want('haproxy')) ports.push(PORTS.haproxy, ...(tlsScenarios.length ? [PORTS.haproxyTls] : []));
+  if (want('fulcrum')) ports.push(PORTS.fulcrum, ...(tlsScenarios.length ? [PORTS.fulcrumTls] : []));
   for (const p of ports) if (!(await portFree(p))) throw new Error(`port 127.0.0.1:${p} is in use; stop whatever holds it (ss -ltnp 'sport = :${p}') and retry`);
   const apiPort = want('fulcrum') ? await freePort(ports) : undefined;
 
@@ -105,18 +110,33 @@ async function main(o: Options): Promise<void> {
   log(`results -> ${outDir}`);
 
   await ensureBigFile(join(TMP, 'www'));
+  // A certificate of this run only, in the state dir (never in the repository): both peers serve it.
+  const tls = tlsScenarios.length ? makeCertificates(tools, stateDir) : undefined;
   const origin = await startOrigin(tools, stateDir, join(TMP, 'www'), logDir);
   const peers: Peer[] = [];
   const meta: ReportMeta = {};
   for (const name of o.peers) {
     if (name === 'direct') peers.push(directPeer());
-    if (name === 'haproxy') peers.push(await startHaproxy(tools, stateDir, logDir));
+    if (name === 'haproxy') peers.push(await startHaproxy(tools, stateDir, logDir, tls));
     if (name === 'fulcrum') {
       const nodeArgs = fulcrumNodeArgs(o.fulcrumArgs, outDir);
-      const f = await startFulcrum({ stateDir, logDir, apiPort: apiPort!, nodeArgs, require200: o.require200 });
+      const f = await startFulcrum({ stateDir, logDir, apiPort: apiPort!, nodeArgs, require200: o.require200, tls });
       meta.fulcrumStartStatus = f.startStatus;
       peers.push(f);
     }
+  }
+  if (tls) {
+    // Whether each peer resumes wrk's TLS sessions decides what tls-hs measures: checked, not assumed.
+    meta.tlsProbe = {};
+    for (const p of peers) {
+      if (p.tlsPort === undefined) continue;
+      const c = await probeResumption(tools, p.tlsPort, join(rawDir, `${p.name}.tls-probe.txt`));
+      meta.tlsProbe[p.name] = c;
+      log(`tls probe ${p.name}: ${c.resumed} of ${c.handshakes} handshakes resumed (${c.offered} offered); ${Object.keys(c.params).join(', ')}`);
+      if (c.handshakes === 0) log(`WARNING: the TLS probe saw no handshake with ${p.name}; see raw/${p.name}.tls-probe.txt`);
+    }
+    const odd = unequalResumption(meta.tlsProbe);
+    if (odd.length > 0) log(`WARNING: ${odd.join(', ')} resume(s) a different share of TLS handshakes than haproxy: tls-hs compares different work`);
   }
   writeFileSync(join(outDir, 'meta.json'), JSON.stringify(meta));
   const watched = [{ name: 'origin', group: origin, logFile: join(logDir, 'origin.log') }, ...peers];
@@ -128,9 +148,14 @@ async function main(o: Options): Promise<void> {
     if (o.scenarios.some((s) => wrkShape(s))) {
       for (const p of peers) await warmUp(bench, p);
     }
+    // The TLS path has its own code to warm up (Fulcrum's JIT): 1 s of tls-ka64 per peer with a TLS port.
+    if (tlsScenarios.length) {
+      for (const p of peers) if (p.tlsPort !== undefined) await warmUp(bench, p, true);
+    }
     for (const sc of o.scenarios) {
       for (const p of peers) {
         if (sc === 'idle10k' && !p.group) continue; // no proxy to measure for `direct`
+        if (wrkShape(sc)?.tls && p.tlsPort === undefined) continue; // `direct`: the origin has no TLS
         checkAlive(watched);
         const row = sc === 'bulk' ? await runBulk(bench, p, round) : sc === 'idle10k' ? await runIdle(bench, p, round) : await runWrk(bench, p, sc, round);
         rows.push(row);

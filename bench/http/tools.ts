@@ -10,10 +10,12 @@ export interface Tools {
   nginx: string;
   curl: string;
   bash: string;
+  /** Makes the tls-* scenarios' certificates. */
+  openssl: string;
 }
 
 /** Debian package of each program (the same name for all of them). */
-const PROGRAMS = ['wrk', 'haproxy', 'nginx', 'curl', 'bash'] as const;
+const PROGRAMS = ['wrk', 'haproxy', 'nginx', 'curl', 'bash', 'openssl'] as const;
 
 /** Absolute path of `prog`, also looking in the sbin directories a non-root PATH often lacks. */
 function which(prog: string): string | undefined {

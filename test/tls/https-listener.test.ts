@@ -7,10 +7,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { request } from 'node:https';
+import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
 import { assertError } from '../helpers/assertions.ts';
 import { CertFactory, type Pem } from '../helpers/certs.ts';
-import { freePort, startTestFulcrum, type TestFulcrum } from '../helpers/fulcrum.ts';
+import { freePort, startTestFulcrum, tempDir, type TestFulcrum } from '../helpers/fulcrum.ts';
 import { startBackend, type TestBackend } from '../helpers/http-lb.ts';
 import { handshake, httpsGet, uploadCert } from '../helpers/tls.ts';
 
@@ -259,5 +260,75 @@ describe('HTTPS listener settings', () => {
     assert.equal(backend.seen.length, before, 'nothing reached the backend');
     await t.api.patch(`/api/v1/load-balancers/${lb.body.lb_id}/listeners/${created.body.listener_id}`, { redirect_to_https: { enabled: false } });
     assert.equal((await fetch(`http://127.0.0.1:${port}/`)).status, 200, 'disabled: forwarded again');
+  });
+});
+
+describe('HTTPS listener certificates over time', () => {
+  it('re-pointing certificate_ids serves new handshakes at once while a held connection keeps going', async () => {
+    const first = await uploadCert(t.api, 'repoint-one', certs.leaf(['repoint.example.com'], { ca }), ca.cert);
+    const second = await uploadCert(t.api, 'repoint-two', certs.leaf(['repoint.example.com', 'www.repoint.example.com'], { ca }), ca.cert);
+    const pool = await t.api.post('/api/v1/pools', { name: 'repoint-pool' });
+    await t.api.post(`/api/v1/pools/${pool.body.pool_id}/backends`, { ip_address: '127.0.0.1', port: backend.port });
+    const lb = await t.api.post('/api/v1/load-balancers', { name: 'repoint-lb' });
+    const port = await freePort();
+    const l = await t.api.post(`/api/v1/load-balancers/${lb.body.lb_id}/listeners`, {
+      name: 'repoint', protocol: 'HTTPS', bind_address: '127.0.0.1', port, default_pool_id: pool.body.pool_id, tls: { certificate_ids: [first] },
+    });
+    assert.equal(l.status, 201, JSON.stringify(l.body));
+    const held = await handshake(port, { servername: 'repoint.example.com', ca: ca.cert, ALPNProtocols: ['http/1.1'] });
+    const oldPrint = held.fingerprint;
+    const ask = (): Promise<string> =>
+      new Promise((resolve) => {
+        let text = '';
+        const onData = (d: Buffer) => {
+          text += d.toString();
+          if (text.endsWith('app\r\n0\r\n\r\n')) {
+            held.socket.off('data', onData);
+            resolve(text);
+          }
+        };
+        held.socket.on('data', onData);
+        held.socket.write('GET / HTTP/1.1\r\nHost: repoint.example.com\r\n\r\n');
+      });
+    assert.match(await ask(), /^HTTP\/1\.1 200/);
+
+    const started = performance.now();
+    const r = await t.api.patch(`/api/v1/load-balancers/${lb.body.lb_id}/listeners/${l.body.listener_id}`, { tls: { certificate_ids: [second] } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const fresh = await handshake(port, { servername: 'www.repoint.example.com', ca: ca.cert });
+    assert.ok(performance.now() - started < 1000, 'within a second of the change');
+    assert.notEqual(fresh.fingerprint, oldPrint);
+    fresh.socket.destroy();
+    // The held connection is the same socket, on the old certificate, and still answers.
+    assert.match(await ask(), /^HTTP\/1\.1 200/);
+    assert.equal(held.socket.getPeerCertificate().fingerprint256, oldPrint);
+    held.socket.destroy();
+    assertError(await t.api.delete(`/api/v1/certificates/${second}`), 409, 'CERTIFICATE_IN_USE');
+    assert.equal((await t.api.delete(`/api/v1/certificates/${first}`)).status, 200, 'no longer served: deletable');
+  });
+
+  it('a listener whose private keys cannot be opened (another secret key) reports ERROR and why', async () => {
+    const dir = tempDir();
+    try {
+      const one = await startTestFulcrum({ dataDir: dir.path, secretKey: 'the-first-secret-key' });
+      const id = await uploadCert(one.api, 'sealed', certs.leaf(['localhost'], { ca }), ca.cert);
+      const lb = await one.api.post('/api/v1/load-balancers', { name: 'sealed-lb' });
+      const port = await freePort();
+      const l = await one.api.post(`/api/v1/load-balancers/${lb.body.lb_id}/listeners`, { name: 'sealed', protocol: 'HTTPS', bind_address: '127.0.0.1', port, tls: { certificate_ids: [id] } });
+      assert.equal(l.body.status, 'ACTIVE');
+      await one.fulcrum.stop();
+      const two = await startTestFulcrum({ dataDir: dir.path, secretKey: 'a-different-secret-key' });
+      try {
+        const shown = (await two.api.get(`/api/v1/load-balancers/${lb.body.lb_id}/listeners/${l.body.listener_id}`)).body;
+        assert.equal(shown.status, 'ERROR');
+        assert.match(shown.status_message, /private key of certificate 'cert-sealed' cannot be opened with this instance's secret key/);
+        const ready = await fetch(`http://127.0.0.1:${two.fulcrum.apiAddress.port}/ready`);
+        assert.equal(ready.status, 503, 'not ready while a listener cannot serve');
+      } finally {
+        await two.fulcrum.stop();
+      }
+    } finally {
+      dir.remove();
+    }
   });
 });
