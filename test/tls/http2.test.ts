@@ -6,7 +6,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ClientHttp2Session } from 'node:http2';
+import { type ClientHttp2Session, constants } from 'node:http2';
 import { CertFactory, type Pem } from '../helpers/certs.ts';
 import { startTestFulcrum, type TestFulcrum } from '../helpers/fulcrum.ts';
 import { type LbSetup, setupLb, startBackend, type TestBackend } from '../helpers/http-lb.ts';
@@ -19,6 +19,8 @@ let certId: string;
 let backends: TestBackend[];
 let lb: LbSetup;
 let session: ClientHttp2Session;
+/** Called when a backend's /hang request is abandoned (its connection closed under it). */
+const abandoned = new Map<string, () => void>();
 
 before(async () => {
   t = await startTestFulcrum();
@@ -44,6 +46,9 @@ before(async () => {
               res.end();
             };
             pump();
+          } else if (req.url === '/hang') {
+            // Never answers: the test resets the stream; the backend sees its request abandoned.
+            res.once('close', () => abandoned.get(n)?.());
           } else if (req.url === '/trailers') {
             res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
             res.write('with trailers');
@@ -129,6 +134,24 @@ describe('HTTP/2 on an HTTPS listener', () => {
     await t.api.patch(`/api/v1/load-balancers/${lb.lbId}/listeners/${lb.listenerId}`, { default_pool_id: lb.poolId });
   });
 
+  it('a client that resets its stream abandons that request only: the backend request is cancelled, counted 499', async () => {
+    const before = await requestsCounted('499');
+    const cancelled = new Promise<void>((resolve) => {
+      for (const b of backends) abandoned.set(b.name, resolve);
+    });
+    const stream = session.request({ ':path': '/hang' });
+    stream.on('error', () => {});
+    await new Promise<void>((resolve) => {
+      // Reset once the request has reached a backend.
+      const poll = () => (backends.some((b) => b.seen.at(-1)?.url === '/hang') ? resolve() : setImmediate(poll));
+      poll();
+    });
+    stream.close(constants.NGHTTP2_CANCEL);
+    await cancelled;
+    assert.equal((await h2Request(session, { ':path': '/' })).status, 200, 'the connection carries on');
+    assert.equal((await requestsCounted('499')) - before, 1);
+  });
+
   it('counts h2 requests in the metrics like any other', async () => {
     const before = await requestsCounted();
     await Promise.all(Array.from({ length: 10 }, () => h2Request(session, { ':path': '/' })));
@@ -157,11 +180,13 @@ describe('HTTP/2 on an HTTPS listener', () => {
   });
 });
 
-async function requestsCounted(): Promise<number> {
+async function requestsCounted(code?: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${t.fulcrum.apiAddress.port}/metrics`)).text();
   let sum = 0;
   for (const line of text.split('\n')) {
-    if (line.startsWith(`fulcrum_requests_total{listener="${lb.listenerId}"`)) sum += Number(line.split(' ').at(-1));
+    if (!line.startsWith(`fulcrum_requests_total{listener="${lb.listenerId}"`)) continue;
+    if (code !== undefined && !line.includes(`code="${code}"`)) continue;
+    sum += Number(line.split(' ').at(-1));
   }
   return sum;
 }
