@@ -96,7 +96,9 @@ export class LoadBalancerService {
       const pools = (await tx.list('pool', { parentId: lbId })).items;
       const poolIds = new Set(pools.map((p) => p.id));
       const outside = (await tx.list<Listener>('listener')).items.filter(
-        (l) => l.parentId !== lbId && l.body.default_pool_id !== null && poolIds.has(l.body.default_pool_id),
+        (l) =>
+          l.parentId !== lbId &&
+          ((l.body.default_pool_id !== null && poolIds.has(l.body.default_pool_id)) || (l.body.sni_routes ?? []).some((r) => poolIds.has(r.pool_id))),
       );
       if (outside.length > 0) {
         throw new FulcrumError('POOL_IN_USE', `Pools of '${lbId}' are the default pool of listeners of other load balancers`, {

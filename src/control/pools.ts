@@ -254,9 +254,11 @@ export class PoolService {
     const { removed, ...result } = await writeAndApply(this.#ctx, async (tx) => {
       const found = await tx.get<Pool>('pool', poolId);
       if (!found) throw notFound.pool(poolId);
-      const users = (await tx.list<Listener>('listener')).items.filter((l) => l.body.default_pool_id === poolId);
+      const users = (await tx.list<Listener>('listener')).items.filter(
+        (l) => l.body.default_pool_id === poolId || (l.body.sni_routes ?? []).some((r) => r.pool_id === poolId),
+      );
       if (users.length > 0) {
-        throw new FulcrumError('POOL_IN_USE', `Pool '${poolId}' is the default pool of ${users.length} listener(s); point them elsewhere first`, {
+        throw new FulcrumError('POOL_IN_USE', `Pool '${poolId}' is used by ${users.length} listener(s) (as default pool or in sni_routes); point them elsewhere first`, {
           pool_id: poolId,
           listener_ids: users.map((l) => l.id),
         });

@@ -126,6 +126,8 @@ export function compile(config: ConfigSet, deps: CompileDeps): RuntimeSnapshot {
   for (const p of config.pools) pools.set(p.pool_id, compilePool(p, byPool.get(p.pool_id) ?? [], deps));
 
   const listeners = new Map<string, ListenerRuntime>();
+  const dropHeaders = new Set<string>();
+  for (const l of config.listeners) if (l.protocol === 'HTTPS' && l.tls) dropHeaders.add(l.tls.client_subject_header.toLowerCase());
   for (const l of config.listeners) {
     const hsts = hstsValue(l);
     listeners.set(l.listener_id, {
@@ -134,6 +136,7 @@ export function compile(config: ConfigSet, deps: CompileDeps): RuntimeSnapshot {
       responseHeaders: hsts === null ? [] : ['strict-transport-security', hsts],
       redirect: l.protocol === 'HTTP' && l.redirect_to_https?.enabled ? l.redirect_to_https : null,
       sni: sniTable(l, pools),
+      dropHeaders,
     });
   }
   const backends = new Map(config.backends.map((b) => [b.server_id, { poolId: b.pool_id, record: deps.state.record(b.server_id) }]));

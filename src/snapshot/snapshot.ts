@@ -72,6 +72,12 @@ export interface ListenerRuntime {
   readonly redirect: RedirectSettings | null;
   /** TLS_PASSTHROUGH routes by SNI; null for other protocols. */
   readonly sni: SniTable | null;
+  /**
+   * Request fields no client may send to a backend through this listener: the client certificate
+   * subject headers of every HTTPS listener, so a backend behind one of them can trust its header
+   * even when an HTTP listener reaches it too.
+   */
+  readonly dropHeaders: ReadonlySet<string>;
 }
 
 export interface RuntimeSnapshot {

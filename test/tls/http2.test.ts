@@ -49,6 +49,14 @@ before(async () => {
           } else if (req.url === '/hang') {
             // Never answers: the test resets the stream; the backend sees its request abandoned.
             res.once('close', () => abandoned.get(n)?.());
+          } else if (req.url === '/bad-fields') {
+            // Fields HTTP/2 cannot carry, in the head and in the trailers: dropped, never fatal.
+            res.writeHead(200, [
+              'content-type', 'text/plain', 'content-type', 'text/html', 'http2-settings', 'AAMAAABkAAQAAP__', 'trailer', 'x-sum',
+            ]);
+            res.write('fields');
+            res.addTrailers([['Connection', 'close'], ['Keep-Alive', '5'], ['x-sum', '42']]);
+            res.end();
           } else if (req.url === '/trailers') {
             res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
             res.write('with trailers');
@@ -152,6 +160,72 @@ describe('HTTP/2 on an HTTPS listener', () => {
     assert.equal((await requestsCounted('499')) - before, 1);
   });
 
+  it('drops response fields and trailers HTTP/2 cannot carry instead of failing (or crashing)', async () => {
+    const r = await h2Request(session, { ':path': '/bad-fields', te: 'trailers' });
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'fields');
+    assert.equal(r.headers['content-type'], 'text/plain', 'a repeated single-value field is kept once');
+    assert.equal(r.headers['http2-settings'], undefined);
+    assert.equal(r.trailers['x-sum'], '42');
+    assert.equal(r.trailers.connection, undefined);
+    assert.equal(r.trailers['keep-alive'], undefined);
+    assert.equal((await h2Request(session, { ':path': '/' })).status, 200, 'Fulcrum is still serving');
+  });
+
+  it('an upload the backend answered early is stopped (RST_STREAM NO_ERROR), not left hanging', async () => {
+    // A backend that answers before reading the upload, as a 401 or a 413 would.
+    const early = await startBackend('early', {
+      stream: (_req, res) => {
+        res.writeHead(401, { 'content-type': 'text/plain' });
+        res.end('no');
+      },
+    });
+    const own = await setupLb([early], { fulcrum: t, listener: { protocol: 'HTTPS', tls: { certificate_ids: [certId] } } });
+    const earlySession = await h2Connect(own.port, ca.cert);
+    const stream = earlySession.request({ ':path': '/upload', ':method': 'POST' });
+    let status = 0;
+    stream.on('response', (h) => (status = Number(h[':status'])));
+    stream.on('data', () => {});
+    stream.write(Buffer.alloc(16 * 1024, 'x')); // the rest never comes
+    const code = await new Promise<number>((resolve) => stream.once('close', () => resolve(stream.rstCode ?? -1)));
+    assert.equal(status, 401);
+    assert.equal(code, constants.NGHTTP2_NO_ERROR);
+    earlySession.close();
+    await early.close();
+  });
+
+  it('client_ms bounds an HTTP/2 request body: 408, and the backend slot is given back', async () => {
+    const r = await t.api.patch(`/api/v1/load-balancers/${lb.lbId}/listeners/${lb.listenerId}`, { timeouts: { client_ms: 300 } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    try {
+      const stream = session.request({ ':path': '/echo', ':method': 'POST' });
+      stream.write('a trickle that stops');
+      stream.resume();
+      const head = await new Promise<Record<string, unknown>>((resolve) => stream.once('response', resolve));
+      assert.equal(head[':status'], 408);
+      await new Promise<void>((resolve) => stream.once('close', () => resolve()));
+      const metrics = await (await fetch(`http://127.0.0.1:${t.fulcrum.apiAddress.port}/metrics`)).text();
+      for (const line of metrics.split('\n').filter((l) => l.startsWith(`fulcrum_backend_active_connections{pool="${lb.poolId}"`))) {
+        assert.match(line, / 0$/, line);
+      }
+    } finally {
+      await t.api.patch(`/api/v1/load-balancers/${lb.lbId}/listeners/${lb.listenerId}`, { timeouts: { client_ms: 60000 } });
+    }
+  });
+
+  it('counts the bytes of HTTP/2 connections once, not once per stream', async () => {
+    // A connection of its own: bytes of earlier tests' streams still in flight are not in the window.
+    const fresh = await h2Connect(lb.port, ca.cert);
+    await h2Request(fresh, { ':path': '/' });
+    const before = await counter('fulcrum_bytes_out_total');
+    const read = fresh.socket.bytesRead;
+    for (let i = 0; i < 20; i++) await h2Request(fresh, { ':path': '/' });
+    const counted = (await counter('fulcrum_bytes_out_total')) - before;
+    const actual = fresh.socket.bytesRead - read;
+    fresh.close();
+    assert.ok(counted > 0 && counted <= actual * 1.1, `counted ${counted} bytes out, the client read ${actual}`);
+  });
+
   it('counts h2 requests in the metrics like any other', async () => {
     const before = await requestsCounted();
     await Promise.all(Array.from({ length: 10 }, () => h2Request(session, { ':path': '/' })));
@@ -179,6 +253,12 @@ describe('HTTP/2 on an HTTPS listener', () => {
     await t.api.patch(`/api/v1/load-balancers/${lb.lbId}/listeners/${lb.listenerId}`, { tls: { alpn: ['h2', 'http/1.1'] } });
   });
 });
+
+async function counter(name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${t.fulcrum.apiAddress.port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{listener="${lb.listenerId}"}`));
+  return line === undefined ? 0 : Number(line.split(" ").at(-1));
+}
 
 async function requestsCounted(code?: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${t.fulcrum.apiAddress.port}/metrics`)).text();

@@ -13,7 +13,7 @@ import { assertError } from '../helpers/assertions.ts';
 import { CertFactory, type Pem } from '../helpers/certs.ts';
 import { freePort, startTestFulcrum, tempDir, type TestFulcrum } from '../helpers/fulcrum.ts';
 import { startBackend, type TestBackend } from '../helpers/http-lb.ts';
-import { handshake, httpsGet, uploadCert } from '../helpers/tls.ts';
+import { h2Connect, h2Request, handshake, httpsGet, uploadCert } from '../helpers/tls.ts';
 
 let t: TestFulcrum;
 let certs: CertFactory;
@@ -209,6 +209,36 @@ describe('HTTPS listener settings', () => {
     assert.equal(refused.status, 403);
     assert.match(refused.body, /client certificate was not accepted: DEPTH_ZERO_SELF_SIGNED_CERT/);
     assert.equal(backend.seen.length, before, 'not forwarded');
+  });
+
+  it('client_auth turned to REQUIRED applies to requests of connections opened before: 403 without a certificate', async () => {
+    const clientCa = certs.ca('Tightened CA');
+    const { port, lbId, listenerId } = await listen('mtls-tightened', { tls: { certificate_ids: [localhost] } });
+    const session = await h2Connect(port, ca.cert);
+    try {
+      assert.equal((await h2Request(session, { ':path': '/' })).status, 200);
+      const r = await t.api.patch(`/api/v1/load-balancers/${lbId}/listeners/${listenerId}`, { tls: { client_auth: 'REQUIRED', client_ca_pem: clientCa.cert } });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const refused = await h2Request(session, { ':path': '/' });
+      assert.equal(refused.status, 403);
+      assert.match(refused.body, /this listener requires a client certificate/);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('a subject header configured on an HTTPS listener is dropped from requests through HTTP listeners too', async () => {
+    await listen('mtls-header-owner', { tls: { certificate_ids: [localhost], client_subject_header: 'X-Mtls-Identity' } });
+    const pool = await t.api.post('/api/v1/pools', { name: 'plain-path-pool' });
+    await t.api.post(`/api/v1/pools/${pool.body.pool_id}/backends`, { ip_address: '127.0.0.1', port: backend.port });
+    const lb = await t.api.post('/api/v1/load-balancers', { name: 'plain-path' });
+    const port = await freePort();
+    await t.api.post(`/api/v1/load-balancers/${lb.body.lb_id}/listeners`, { name: 'plain', protocol: 'HTTP', bind_address: '127.0.0.1', port, default_pool_id: pool.body.pool_id });
+    const r = await fetch(`http://127.0.0.1:${port}/`, { headers: { 'x-mtls-identity': 'CN=forged', 'x-other': 'kept' } });
+    assert.equal(r.status, 200);
+    const seen = backend.seen.at(-1)!;
+    assert.equal(seen.headers['x-mtls-identity'], undefined);
+    assert.equal(seen.headers['x-other'], 'kept');
   });
 
   it('client_auth NONE drops a client-sent subject header too', async () => {

@@ -6,6 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as connectNet } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { CertFactory, type Pem } from '../helpers/certs.ts';
@@ -149,6 +150,13 @@ describe('TLS passthrough listener', () => {
     await t.api.patch(`/api/v1/load-balancers/${lbId}/listeners/${listenerId}`, { default_pool_id: defaultPool });
   });
 
+  it('keeps a pool that sni_routes use from being deleted', async () => {
+    const del = await t.api.delete(`/api/v1/pools/${apiPool}?force=true`);
+    assert.equal(del.status, 409);
+    assert.equal(del.body.error.code, 'POOL_IN_USE');
+    assert.deepEqual(del.body.error.details.listener_ids, [listenerId]);
+  });
+
   it('keeps an open connection across a route change; new connections follow the new routes', async () => {
     const { socket } = await handshake(port, { servername: 'api.example.com', ca: ca.cert });
     const r = await t.api.patch(`/api/v1/load-balancers/${lbId}/listeners/${listenerId}`, { sni_routes: [] });
@@ -165,6 +173,26 @@ describe('TLS passthrough listener', () => {
     socket.destroy();
     // api.example.com now goes to the default pool, whose certificate does not name it.
     await assert.rejects(handshake(port, { servername: 'api.example.com', ca: ca.cert }), /altnames|does not match|ERR_TLS_CERT_ALTNAME_INVALID/);
+  });
+
+  it('gives a ClientHello client_ms in all, however slowly its bytes dribble in', async () => {
+    const r = await t.api.patch(`/api/v1/load-balancers/${lbId}/listeners/${listenerId}`, { timeouts: { client_ms: 500 } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    try {
+      const slow = connectNet({ host: '127.0.0.1', port });
+      const started = performance.now();
+      // A record and handshake header announcing a 508-byte ClientHello, then one byte every 100 ms.
+      slow.write(Buffer.from([22, 3, 1, 2, 0, 1, 0, 1, 252]));
+      const drip = setInterval(() => slow.write(Buffer.from([1])), 100);
+      await new Promise<void>((resolve) => slow.once('close', () => resolve()));
+      clearInterval(drip);
+      const took = performance.now() - started;
+      assert.ok(took >= 450 && took < 3000, `closed after ${Math.round(took)} ms`);
+      const metrics = await (await fetch(`http://127.0.0.1:${t.fulcrum.apiAddress.port}/metrics`)).text();
+      assert.match(metrics, new RegExp(`fulcrum_tcp_connections_total\\{listener="${listenerId}",pool="none",backend="none",result="hello_timeout"\\} 1`));
+    } finally {
+      await t.api.patch(`/api/v1/load-balancers/${lbId}/listeners/${listenerId}`, { timeouts: { client_ms: 60000 } });
+    }
   });
 
   it('refuses sni_routes that cannot work', async () => {

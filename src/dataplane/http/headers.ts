@@ -11,6 +11,63 @@ import type { IncomingHttpHeaders } from 'undici/types/header.js';
 /** Never forwarded in either direction. `expect` is answered by Fulcrum itself (100 Continue). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']);
 
+/**
+ * RFC 9113 §8.2.2: connection-specific fields an HTTP/2 message must not carry (node refuses them
+ * with an exception); `te` is allowed only as "trailers", which responses have no use for.
+ */
+const H2_FORBIDDEN = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
+
+/** Fields node's HTTP/2 layer accepts once per message (it throws on a second). */
+const H2_SINGLE = new Set([
+  'access-control-allow-credentials', 'access-control-max-age', 'access-control-request-method', 'age', 'authorization',
+  'content-encoding', 'content-language', 'content-length', 'content-location', 'content-md5', 'content-range', 'content-type',
+  'date', 'dnt', 'etag', 'expires', 'from', 'if-match', 'if-modified-since', 'if-none-match', 'if-range', 'if-unmodified-since',
+  'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'range', 'referer', 'retry-after', 'tk',
+  'upgrade-insecure-requests', 'user-agent', 'x-content-type-options',
+]);
+
+/**
+ * A flat [name, value, …] list an HTTP/2 response (or its trailers) can carry: connection-specific
+ * fields dropped, a repeated single-value field kept once (the first), as a proxy must before
+ * forwarding an HTTP/1.1 message over HTTP/2 (RFC 9113 §8.2.2).
+ */
+export function h2Fields(fields: string[]): string[] {
+  let out: string[] | undefined;
+  let seen: Set<string> | undefined;
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    let drop = H2_FORBIDDEN.has(name);
+    if (!drop && H2_SINGLE.has(name)) {
+      seen ??= new Set();
+      drop = seen.has(name);
+      seen.add(name);
+    }
+    if (drop) out ??= fields.slice(0, i);
+    else out?.push(name, fields[i + 1]!);
+  }
+  return out ?? fields;
+}
+
+/** Never valid in trailers (RFC 9110 §6.5.1): framing, routing and connection fields. */
+const NOT_TRAILERS = new Set([...H2_FORBIDDEN, 'content-length', 'trailer', 'content-type', 'content-encoding']);
+
+/**
+ * A response's trailer fields as node writes them, or null when none is left: framing and
+ * connection fields dropped, repeated fields joined (HTTP/1.1) or kept once when HTTP/2 allows one.
+ */
+export function trailerFields(trailers: IncomingHttpHeaders, h2: boolean): Record<string, string | string[]> | null {
+  let out: Record<string, string | string[]> | null = null;
+  for (const name in trailers) {
+    const v = trailers[name];
+    if (v === undefined || name.charCodeAt(0) === 58 /* : */ || NOT_TRAILERS.has(name)) continue;
+    out ??= {};
+    if (!Array.isArray(v)) out[name] = v;
+    else if (!h2) out[name] = v.join(', ');
+    else out[name] = H2_SINGLE.has(name) ? v[0]! : v;
+  }
+  return out;
+}
+
 /** Set by Fulcrum, so a client cannot forge them; X-Forwarded-For is appended to instead. */
 const REPLACED = new Set(['x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-request-id']);
 
@@ -33,6 +90,8 @@ export interface ForwardFacts {
   requestId: string;
   /** HTTPS listeners: the client certificate subject header (a client's own value is dropped) and its verified value, if any. */
   subject: { header: string; value: string | null } | null;
+  /** Client certificate subject headers of the configuration's HTTPS listeners: a client's own value is dropped on every listener. */
+  drop?: ReadonlySet<string>;
   /** The backend speaks HTTP/2: `TE: trailers` passes (gRPC needs it, RFC 9113 §8.2.2 allows it). */
   h2Upstream?: boolean;
 }
@@ -43,6 +102,15 @@ export function requestHost(req: IncomingMessage | Http2ServerRequest): string |
   if (host !== undefined) return host;
   const authority = req.headers[':authority'];
   return typeof authority === 'string' ? authority : undefined;
+}
+
+/**
+ * The client connection a request came on: its socket for HTTP/1.x, the session's socket for
+ * HTTP/2 (node gives each HTTP/2 request a socket view of its own; the session's is one per
+ * connection). Per-connection facts (bytes counted, the client certificate) are kept against it.
+ */
+export function clientConnection(req: IncomingMessage | Http2ServerRequest): Socket {
+  return 'stream' in req ? (req.stream.session?.socket as Socket) ?? req.socket : req.socket;
 }
 
 /** A TLS client's certificate as Fulcrum judged it, once per connection (not per request). */
@@ -56,9 +124,19 @@ export interface ClientCertificate {
 const NO_CERTIFICATE: ClientCertificate = { subject: null, problem: null };
 const judged = new WeakMap<object, ClientCertificate>();
 
-/** RFC 4514 §2.4: the characters that would break a distinguished name apart are escaped. */
-function escapeDn(value: string): string {
-  return value.replace(/([,+"\\<>;=])/g, '\\$1');
+/**
+ * RFC 4514 §2.4: the characters that would break a distinguished name apart are escaped with a
+ * backslash, and anything outside printable ASCII as `\XX` hex of its UTF-8 bytes — so the value is
+ * always a valid header value (no CR, LF or other control characters can reach a backend).
+ */
+export function escapeDn(value: string): string {
+  let out = '';
+  for (const ch of value) {
+    const c = ch.codePointAt(0)!;
+    if (c >= 0x20 && c < 0x7f) out += ',+"\\<>;='.includes(ch) || ((ch === '#' || ch === ' ') && out === '') ? `\\${ch}` : ch;
+    else for (const b of Buffer.from(ch, 'utf8')) out += `\\${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
 }
 
 export function clientCertificate(socket: Socket | null | undefined): ClientCertificate {
@@ -119,7 +197,7 @@ export function upstreamRequestHeaders(req: IncomingMessage | Http2ServerRequest
       out.push(name, 'trailers');
       continue;
     }
-    if (HOP_BY_HOP.has(lower) || REPLACED.has(lower) || named?.has(lower) || lower === subjectHeader) continue;
+    if (HOP_BY_HOP.has(lower) || REPLACED.has(lower) || named?.has(lower) || lower === subjectHeader || facts.drop?.has(lower)) continue;
     if (lower === 'host') hasHost = true;
     out.push(name, raw[i + 1]!);
   }

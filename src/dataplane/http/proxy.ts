@@ -8,7 +8,7 @@
  * sizes, oversized heads) before they reach this code.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { constants as h2constants, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
@@ -22,7 +22,7 @@ import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
 type BreakerTicket = NonNullable<ReturnType<CircuitBreakerState['allow']>>;
 import type { BackendTarget, ListenerRuntime, PoolRuntime } from '../../snapshot/snapshot.ts';
 import { countsAsPassiveFailure, isHandshakeFailure, passiveOutcome } from '../../health/passive.ts';
-import { clientAddress, clientCertificate, downstreamResponseHeaders, requestHost, upstreamRequestHeaders } from './headers.ts';
+import { clientAddress, clientCertificate, clientConnection, downstreamResponseHeaders, h2Fields, requestHost, trailerFields, upstreamRequestHeaders } from './headers.ts';
 import { pickTarget } from './pick.ts';
 import type { Upstreams } from './upstreams.ts';
 
@@ -118,10 +118,24 @@ class InvalidResponse extends Error {
  * The client certificate subject header for the backend: always dropped from what the client sent
  * on an HTTPS listener, and set from a certificate Fulcrum verified.
  */
-export function subjectFact(view: ListenerView, socket: Socket | null | undefined): { header: string; value: string | null } | null {
+export function subjectFact(view: ListenerView, connection: Socket | null | undefined): { header: string; value: string | null } | null {
   const tls = view.tls;
   if (tls === undefined) return null;
-  return { header: tls.subjectHeader, value: tls.requestCert ? clientCertificate(socket).subject : null };
+  return { header: tls.subjectHeader, value: tls.requestCert ? clientCertificate(connection).subject : null };
+}
+
+/**
+ * Why a request's connection may not be served under the listener's client_auth now: a certificate
+ * that did not verify (OPTIONAL), or none while REQUIRED — which can be the case of a connection
+ * opened before the listener began to require one. Null when it may.
+ */
+export function clientCertRefusal(view: ListenerView, connection: Socket | null | undefined): string | null {
+  const tls = view.tls;
+  if (!tls?.requestCert) return null;
+  const cert = clientCertificate(connection);
+  if (cert.problem !== null) return `the client certificate was not accepted: ${cert.problem}`;
+  if (tls.rejectUnauthorized && cert.subject === null) return 'this listener requires a client certificate';
+  return null;
 }
 
 /** A reason phrase node writes as it is (RFC 9112 §4: HTAB, SP, VCHAR). */
@@ -142,17 +156,7 @@ function errorCode(err: Error): string {
   return (err as NodeJS.ErrnoException).code ?? err.name;
 }
 
-const TITLES: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 405: 'Method Not Allowed', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
-
-/** A response's trailer fields as node writes them. */
-function trailerFields(trailers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const name in trailers) {
-    const v = trailers[name];
-    if (v !== undefined && name[0] !== ':') out[name] = v;
-  }
-  return out;
-}
+const TITLES: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 405: 'Method Not Allowed', 408: 'Request Timeout', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
 /**
  * An HTTP listener with redirect_to_https: every request is sent to the same host and target on
@@ -171,7 +175,7 @@ function redirectToHttps(deps: ProxyDeps, view: ListenerView, req: ClientRequest
   writer(res).writeHead(r.status_code, { location, 'content-length': 0, 'x-request-id': requestId(req.headers['x-request-id']) });
   res.end();
   deps.metrics.request(view.metrics, 'none', 'none', r.status_code, 0);
-  countBytes(req.socket, view.metrics);
+  countBytes(clientConnection(req), view.metrics);
 }
 
 /** The balancer's own answer: short, plain text, carrying the request id. */
@@ -192,8 +196,18 @@ export function sendProblem(res: ClientResponse, status: number, id: string, rea
   // HTTP/2 has no Connection field (RFC 9113 §8.2.2): the session ends with GOAWAY instead.
   if (close && !isH2(res)) headers.connection = 'close';
   for (let i = 0; i < extra.length; i += 2) headers[extra[i]!] = extra[i + 1]!;
-  writer(res).writeHead(status, headers);
-  writer(res).end(body);
+  try {
+    writer(res).writeHead(status, headers);
+    writer(res).end(body);
+  } catch {
+    // Fields left from a head node refused: the client gets a cut instead of an answer.
+    res.destroy();
+  }
+}
+
+/** Forgets the fields of a head node refused to write, so an answer of Fulcrum's own can follow. */
+function clearHead(res: ServerResponse): void {
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
 }
 
 /** Bytes read and written on a client socket at the end of its previous request. */
@@ -205,6 +219,9 @@ export function countBytes(socket: Socket | null, m: ListenerMetrics): void {
   const prev = lastCount.get(socket);
   const read = socket.bytesRead;
   const written = socket.bytesWritten;
+  // A connection already gone (an HTTP/2 session closed under its last stream) has nothing to read:
+  // a counter that took NaN would stay NaN for good.
+  if (!Number.isFinite(read) || !Number.isFinite(written) || read < (prev?.read ?? 0) || written < (prev?.written ?? 0)) return;
   m.bytesIn.inc(read - (prev?.read ?? 0));
   m.bytesOut.inc(written - (prev?.written ?? 0));
   if (prev) {
@@ -233,10 +250,13 @@ class Exchange implements Dispatcher.DispatchHandler {
   readonly #h2: boolean;
   readonly #id: string;
   readonly #clientIp: string;
+  /** The client connection (for HTTP/2 the session's), taken while it is certainly there. */
+  readonly #connection: Socket;
   readonly #hasBody: boolean;
   readonly #started = performance.now();
   #headers: string[] | undefined;
   #headersH2 = false;
+  #bodyTimer: NodeJS.Timeout | undefined;
   #tried: Set<number> | undefined;
   #target: BackendTarget | undefined;
   #index = -1;
@@ -274,12 +294,33 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#h2 = isH2(res);
     this.#id = requestId(req.headers['x-request-id']);
     this.#clientIp = clientAddress(req.socket.remoteAddress);
+    this.#connection = clientConnection(req);
     const length = req.headers['content-length'];
     // HTTP/2 frames the body itself: there is one unless the HEADERS frame ended the stream.
     this.#hasBody =
       'stream' in req ? !req.stream.endAfterHeaders : req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
     res.on('close', this.#onClientClose);
+    // node times HTTP/1.x requests against client_ms itself; an HTTP/2 request body is timed here.
+    if (this.#h2 && this.#hasBody) {
+      this.#bodyTimer = setTimeout(this.#onBodyTimeout, this.#listener.timeouts.client_ms);
+      req.once('end', () => clearTimeout(this.#bodyTimer));
+    }
   }
+
+  /** An HTTP/2 request body did not arrive within client_ms: 408 if nothing was answered yet, else a reset. */
+  readonly #onBodyTimeout = (): void => {
+    if (this.#done || this.#req.complete) return;
+    if (this.#status !== 0 || this.#res.headersSent) {
+      this.#res.destroy(); // counted as the client's leaving, like a cut HTTP/1.1 connection
+      return;
+    }
+    this.#done = true;
+    clearTimeout(this.#timer);
+    this.#controller?.abort(new Error('the request body did not arrive in time'));
+    this.#release(false, 0, false);
+    sendProblem(this.#res, 408, this.#id, 'the request was not received in time', false, this.#view.runtime.responseHeaders);
+    this.#record(408);
+  };
 
   start(): void {
     const index = pickTarget(this.#pool, this.#req, this.#clientIp, this.#tried);
@@ -304,7 +345,8 @@ class Exchange implements Dispatcher.DispatchHandler {
         proto: listener.protocol === 'HTTPS' ? 'https' : 'http',
         port: listener.port,
         requestId: this.#id,
-        subject: subjectFact(this.#view, this.#req.socket),
+        subject: subjectFact(this.#view, this.#connection),
+        drop: this.#view.runtime.dropHeaders,
         h2Upstream: h2,
       });
     }
@@ -370,14 +412,18 @@ class Exchange implements Dispatcher.DispatchHandler {
     else this.#activityAt = performance.now();
     this.#latency = performance.now() - this.#dispatchedAt;
     this.#passive(status === 503, 'status 503');
-    const out = downstreamResponseHeaders(headers);
+    let out = downstreamResponseHeaders(headers);
     const h2 = this.#h2;
     if (this.#view.closing && !h2) out.push('connection', 'close');
     const extra = this.#view.runtime.responseHeaders;
     for (let i = 0; i < extra.length; i++) out.push(extra[i]!);
-    if (h2 && headers['grpc-status'] !== undefined) {
-      this.#trailersOnly(status, out);
-      return;
+    if (h2) {
+      out = h2Fields(out);
+      // gRPC's Trailers-Only answer: the status in the head, and no body can follow.
+      if (headers['grpc-status'] !== undefined && String(headers['content-type']).startsWith('application/grpc')) {
+        this.#trailersOnly(status, out);
+        return;
+      }
     }
     try {
       // The backend's reason phrase only when it is plain text node can write; else node's own.
@@ -386,6 +432,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       res.writeHead(status, reason, out);
     } catch (err) {
       // A head node refuses to write (an invalid field): nothing was sent yet, so a clean 502.
+      clearHead(res);
       controller.abort(new InvalidResponse((err as Error).message));
       return;
     }
@@ -423,7 +470,12 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.#done) return; // answered already (Trailers-Only)
     // Trailers pass on (gRPC's status lives there); HTTP/1.1 clients get them with chunked bodies.
     for (const _ in trailers) {
-      this.#res.addTrailers(trailerFields(trailers));
+      const fields = trailerFields(trailers, this.#h2);
+      try {
+        if (fields !== null) this.#res.addTrailers(fields);
+      } catch {
+        // a trailer node cannot write (an invalid character): the response ends without them
+      }
       break;
     }
     this.#res.end();
@@ -475,6 +527,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   #fail(status: number, reason: string): void {
     this.#done = true;
+    clearTimeout(this.#bodyTimer);
     sendProblem(this.#res, status, this.#id, reason, this.#view.closing, this.#view.runtime.responseHeaders);
     this.#record(status);
   }
@@ -509,7 +562,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     const m = this.#view.metrics;
     this.#deps.metrics.request(m, this.#pool.pool.pool_id, this.#target?.id ?? 'none', status, (performance.now() - this.#started) / 1000);
-    countBytes(this.#req.socket, m);
+    countBytes(this.#connection, m);
   }
 
   readonly #onTimeout = (): void => {
@@ -546,6 +599,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   /** The client connection closed: if the exchange is still running, the backend request is abandoned. */
   readonly #onClientClose = (): void => {
+    clearTimeout(this.#bodyTimer);
     if (this.#done) return;
     this.#done = true;
     clearTimeout(this.#timer);
@@ -572,7 +626,7 @@ function answer(deps: ProxyDeps, view: ListenerView, req: ClientRequest, res: Cl
   const close = view.closing || status === 400;
   sendProblem(res, status, requestId(req.headers['x-request-id']), reason, close, view.runtime.responseHeaders);
   deps.metrics.request(view.metrics, view.runtime.pool?.pool.pool_id ?? 'none', 'none', status, 0);
-  countBytes(req.socket, view.metrics);
+  countBytes(clientConnection(req), view.metrics);
 }
 
 /**
@@ -593,17 +647,29 @@ export function originForm(req: ClientRequest): string | null {
   return `${url.pathname}${url.search}`;
 }
 
+/**
+ * Once an HTTP/2 response is complete, a request body still being uploaded is stopped with
+ * RST_STREAM(NO_ERROR) (RFC 9113 §8.1), so the stream does not hang on flow control — what closing
+ * the connection does for HTTP/1.1.
+ */
+function stopUploadAfterAnswer(req: Http2ServerRequest): void {
+  const stream = req.stream;
+  if (stream.endAfterHeaders) return;
+  // The stream's own 'finish': the compatibility response does not relay it.
+  stream.once('finish', () => {
+    if (!req.complete && !stream.destroyed) stream.close(h2constants.NGHTTP2_NO_ERROR);
+  });
+}
+
 /** Handles one request on an HTTP listener. */
 export function forward(deps: ProxyDeps, view: ListenerView, req: ClientRequest, res: ClientResponse): void {
   const problem = headProblem(req);
   if (problem !== null) return answer(deps, view, req, res, 400, problem);
   if (view.runtime.redirect !== null) return redirectToHttps(deps, view, req, res, view.runtime.redirect);
   if (req.method === 'CONNECT') return answer(deps, view, req, res, 405, 'CONNECT is not served by this listener');
-  // client_auth OPTIONAL: no certificate is fine, one that does not verify is not.
-  if (view.tls?.requestCert) {
-    const problem = clientCertificate(req.socket).problem;
-    if (problem !== null) return answer(deps, view, req, res, 403, `the client certificate was not accepted: ${problem}`);
-  }
+  const refusal = clientCertRefusal(view, clientConnection(req));
+  if (refusal !== null) return answer(deps, view, req, res, 403, refusal);
+  if ('stream' in req) stopUploadAfterAnswer(req);
   if (req.url === '*') {
     if (req.method !== 'OPTIONS') return answer(deps, view, req, res, 400, `'*' is a request target for OPTIONS only`);
     // Asterisk-form asks about the server itself (RFC 9110 §9.3.7): to a client, that is Fulcrum.

@@ -15,9 +15,9 @@ import { countsAsPassiveFailure, passiveOutcome } from '../../health/passive.ts'
 import { requestId } from '../../observability/request-id.ts';
 import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
 import type { PoolRuntime, UpstreamSpec } from '../../snapshot/snapshot.ts';
-import { clientAddress, clientCertificate, upstreamRequestHeaders } from './headers.ts';
+import { clientAddress, upstreamRequestHeaders } from './headers.ts';
 import { pickTarget } from './pick.ts';
-import { countBytes, headProblem, type ListenerView, originForm, type ProxyDeps, subjectFact } from './proxy.ts';
+import { clientCertRefusal, countBytes, headProblem, type ListenerView, originForm, type ProxyDeps, subjectFact } from './proxy.ts';
 
 /** How long a refused client has to read Fulcrum's answer before its socket is closed. */
 const LINGER_MS = 5_000;
@@ -100,10 +100,8 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
   const path = originForm(req);
   if (path === null) return refuse(400, 'the request target must be a path, or an absolute URL naming the Host');
   if (!/^websocket$/i.test(req.headers.upgrade ?? '')) return refuse(400, `upgrade to '${req.headers.upgrade}' is not supported`);
-  if (view.tls?.requestCert) {
-    const rejected = clientCertificate(client).problem;
-    if (rejected !== null) return refuse(403, `the client certificate was not accepted: ${rejected}`);
-  }
+  const rejected = clientCertRefusal(view, client);
+  if (rejected !== null) return refuse(403, rejected);
   if (pool === null) return refuse(503, 'the listener has no default pool');
   if (pool.breaker !== null) {
     ticket = pool.breaker.allow(deps.now());
@@ -119,6 +117,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
       port: listener.port,
       requestId: id,
       subject: subjectFact(view, client),
+      drop: view.runtime.dropHeaders,
     },
     true,
   );

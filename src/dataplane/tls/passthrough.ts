@@ -24,20 +24,32 @@ export function sniPool(table: SniTable, name: string): PoolRuntime | null | und
 
 export function passthrough(deps: RelayDeps, view: RelayView, client: Socket): void {
   const listener = view.runtime.listener;
-  const chunks: Buffer[] = [];
+  // What arrived so far, in a buffer that doubles as it fills: bytes dribbled one at a time cost
+  // linear copying, not quadratic.
+  let data = Buffer.allocUnsafe(2048);
   let size = 0;
+  let decided = false;
   client.on('error', () => client.destroy());
-  // The ClientHello has client_ms to arrive whole.
-  client.setTimeout(listener.timeouts.client_ms, () => refuse(deps, view, client, 'hello_timeout'));
-  const onData = (chunk: Buffer) => {
-    chunks.push(chunk);
-    size += chunk.length;
-    const data = chunks.length === 1 ? chunk : Buffer.concat(chunks, size);
-    if (chunks.length > 1) chunks.splice(0, chunks.length, data);
-    const hello = parseClientHello(data);
-    if (hello.kind === 'need-more') return;
+  // The whole ClientHello has client_ms to arrive: a deadline, not an idle timer a byte resets.
+  const deadline = setTimeout(() => {
+    decided = true;
     client.off('data', onData);
-    client.setTimeout(0);
+    refuse(deps, view, client, 'hello_timeout');
+  }, listener.timeouts.client_ms);
+  const onData = (chunk: Buffer) => {
+    if (size + chunk.length > data.length) {
+      const grown = Buffer.allocUnsafe(Math.max(data.length * 2, size + chunk.length));
+      data.copy(grown, 0, 0, size);
+      data = grown;
+    }
+    chunk.copy(data, size);
+    size += chunk.length;
+    const seen = data.subarray(0, size);
+    const hello = parseClientHello(seen);
+    if (hello.kind === 'need-more') return;
+    decided = true;
+    client.off('data', onData);
+    clearTimeout(deadline);
     if (hello.kind === 'not-tls') {
       refuse(deps, view, client, 'not_tls');
       return;
@@ -50,7 +62,11 @@ export function passthrough(deps: RelayDeps, view: RelayView, client: Socket): v
       refuse(deps, view, client, 'no_route', 'none', UNRECOGNIZED_NAME);
       return;
     }
-    relay(deps, view, pool, client, clientAddress(client.remoteAddress), data);
+    relay(deps, view, pool, client, clientAddress(client.remoteAddress), seen);
   };
   client.on('data', onData);
+  client.once('close', () => {
+    clearTimeout(deadline);
+    if (!decided) refuse(deps, view, client, 'client_closed');
+  });
 }
