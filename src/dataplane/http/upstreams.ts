@@ -71,44 +71,47 @@ function open(spec: UpstreamSpec, connectMs: number): Upstream {
 }
 
 export class Upstreams {
-  readonly #pools = new Map<string, Upstream>();
+  /** By spec key, then connect timeout: a lookup per request without building a key string. */
+  readonly #pools = new Map<string, Map<number, Upstream>>();
 
   static key(spec: UpstreamSpec, connectMs: number): string {
     return `${spec.key}|${connectMs}`;
   }
 
   get(spec: UpstreamSpec, connectMs: number): Upstream {
-    const key = Upstreams.key(spec, connectMs);
-    let pool = this.#pools.get(key);
+    let byTimeout = this.#pools.get(spec.key);
+    if (!byTimeout) this.#pools.set(spec.key, (byTimeout = new Map()));
+    let pool = byTimeout.get(connectMs);
     if (!pool) {
       pool = open(spec, connectMs);
-      this.#pools.set(key, pool);
+      byTimeout.set(connectMs, pool);
     }
     return pool;
   }
 
   /** Closes a backend's idle connections now; in-flight requests on them finish first. */
   closeBackend(serverId: string): void {
-    for (const [key, pool] of this.#pools) {
-      if (key.startsWith(`${serverId}|`)) {
-        this.#pools.delete(key);
-        void pool.close().catch(() => {});
-      }
+    for (const [key, byTimeout] of this.#pools) {
+      if (!key.startsWith(`${serverId}|`)) continue;
+      this.#pools.delete(key);
+      for (const pool of byTimeout.values()) void pool.close().catch(() => {});
     }
   }
 
-  /** Keeps the pools whose keys are in `used`; closes the rest gracefully. */
+  /** Keeps the pools whose keys (`Upstreams.key`) are in `used`; closes the rest gracefully. */
   retain(used: ReadonlySet<string>): void {
-    for (const [key, pool] of this.#pools) {
-      if (!used.has(key)) {
-        this.#pools.delete(key);
+    for (const [key, byTimeout] of this.#pools) {
+      for (const [ms, pool] of byTimeout) {
+        if (used.has(`${key}|${ms}`)) continue;
+        byTimeout.delete(ms);
         void pool.close().catch(() => {});
       }
+      if (byTimeout.size === 0) this.#pools.delete(key);
     }
   }
 
   async close(): Promise<void> {
-    const all = [...this.#pools.values()];
+    const all = [...this.#pools.values()].flatMap((m) => [...m.values()]);
     this.#pools.clear();
     await Promise.all(all.map((p) => p.destroy().catch(() => {})));
   }
