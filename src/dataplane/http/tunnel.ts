@@ -11,12 +11,12 @@ import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import { countsAsPassiveFailure, passiveOutcome } from '../../health/passive.ts';
+import { passiveOutcome } from '../../health/passive.ts';
+import { connectBackend } from '../backend-connect.ts';
 import { requestId } from '../../observability/request-id.ts';
 import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
 import type { PoolRuntime, UpstreamSpec } from '../../snapshot/snapshot.ts';
 import { clientAddress, upstreamRequestHeaders } from './headers.ts';
-import { pickTarget } from './pick.ts';
 import { clientCertRefusal, countBytes, headProblem, type ListenerView, originForm, type ProxyDeps, subjectFact } from './proxy.ts';
 
 /** How long a refused client has to read Fulcrum's answer before its socket is closed. */
@@ -125,55 +125,26 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
   for (let i = 0; i < headers.length; i += 2) requestHead += `${headers[i]}: ${headers[i + 1]}\r\n`;
   requestHead += '\r\n';
 
-  let tried: Set<number> | undefined;
-  let lastError = '';
-  const attempt = (): void => {
-    const index = pickTarget(pool, req, clientIp, tried);
-    if (index < 0) {
-      const status = tried === undefined ? 503 : 502;
-      refuse(status, tried === undefined ? 'no usable backend' : `backend failed (${lastError})`);
+  connectBackend({
+    pool,
+    request: req,
+    clientIp,
+    connectMs: listener.timeouts.connect_ms,
+    now: deps.now,
+    loadChanged: deps.loadChanged,
+    open: (target) => dial(target.upstream),
+    gone: () => client.destroyed,
+    closeClient: () => client.destroy(),
+    closed: (wasConnected) => {
+      if (wasConnected) settle(0); // closed before answering the handshake (a no-op once it answered)
+    },
+    failed: (tried, lastError, target) => {
+      const status = tried ? 502 : 503;
+      if (target) refuse(502, `backend ${target.id} failed (${lastError})`, pool.pool.pool_id, target.id);
+      else refuse(status, tried ? `backend failed (${lastError})` : 'no usable backend');
       settle(status);
-      return;
-    }
-    const target = pool.targets[index]!;
-    const { socket: upstream, ready } = dial(target.upstream);
-    const terminate = () => {
-      upstream.destroy();
-      client.destroy();
-    };
-    let connected = false;
-    target.record.connections.add(terminate);
-    deps.loadChanged(pool, index);
-    // Whatever way the upstream socket ends, its connection slot is free again.
-    upstream.once('close', () => {
-      if (target.record.connections.delete(terminate)) deps.loadChanged(pool, index);
-      if (connected) settle(0); // closed before answering the handshake (a no-op once it answered)
-    });
-    upstream.setTimeout(listener.timeouts.connect_ms, () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })));
-    upstream.on('error', (err: NodeJS.ErrnoException) => {
-      if (connected) {
-        client.destroy();
-        return;
-      }
-      lastError = err.code ?? err.message;
-      target.record.observe(deps.now(), performance.now() - started, true);
-      if (pool.passive && countsAsPassiveFailure(lastError) && passiveOutcome(target.record, true, lastError, deps.now())) deps.loadChanged(pool, index);
-      if (client.destroyed) return;
-      if ((tried?.size ?? 0) < pool.retries) {
-        (tried ??= new Set()).add(index);
-        attempt();
-        return;
-      }
-      refuse(502, `backend ${target.id} failed (${lastError})`, pool.pool.pool_id, target.id);
-      settle(502);
-    });
-    upstream.once(ready, () => {
-      connected = true;
-      upstream.setTimeout(0);
-      if (client.destroyed) {
-        upstream.destroy();
-        return;
-      }
+    },
+    connected: (target, upstream, terminate) => {
       upstream.write(requestHead);
       upstream.once('data', (first: Buffer) => {
         const status = statusOf(first);
@@ -197,7 +168,6 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
       client.setTimeout(listener.timeouts.idle_ms, terminate);
       // An end from either side is passed on (pipe does it); a close without one cuts both.
       client.on('close', () => upstream.destroy());
-    });
-  };
-  attempt();
+    },
+  });
 }

@@ -7,11 +7,10 @@
  * a drain that times out or a removed backend cuts it.
  */
 import { connect, type Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
-import { countsAsPassiveFailure, passiveOutcome } from '../../health/passive.ts';
+import { passiveOutcome } from '../../health/passive.ts';
+import { connectBackend } from '../backend-connect.ts';
 import type { ListenerMetrics, Metrics } from '../../observability/metrics.ts';
 import type { ListenerRuntime, PoolRuntime } from '../../snapshot/snapshot.ts';
-import { pickTarget } from '../http/pick.ts';
 
 export interface RelayDeps {
   metrics: Metrics;
@@ -46,55 +45,23 @@ export function refuse(deps: RelayDeps, view: RelayView, client: Socket, result:
  */
 export function relay(deps: RelayDeps, view: RelayView, pool: PoolRuntime, client: Socket, clientIp: string, first: Buffer): void {
   const listener = view.runtime.listener;
-  const started = performance.now();
-  let tried: Set<number> | undefined;
-  let lastError = '';
   client.pause();
-
-  const attempt = (): void => {
-    const index = pickTarget(pool, NO_HEADERS, clientIp, tried);
-    if (index < 0) {
-      refuse(deps, view, client, tried === undefined ? 'no_backend' : 'backend_failed', pool.pool.pool_id);
-      return;
-    }
-    const target = pool.targets[index]!;
-    const upstream = connect({ host: target.upstream.host, port: target.upstream.port, noDelay: true, allowHalfOpen: true });
-    let connected = false;
-    const terminate = () => {
-      upstream.destroy();
-      client.destroy();
-    };
-    target.record.connections.add(terminate);
-    deps.loadChanged(pool, index);
-    upstream.once('close', () => {
-      if (target.record.connections.delete(terminate)) deps.loadChanged(pool, index);
-    });
-    upstream.setTimeout(listener.timeouts.connect_ms, () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' })));
-    upstream.on('error', (err: NodeJS.ErrnoException) => {
-      if (connected) {
-        client.destroy();
-        return;
-      }
-      lastError = err.code ?? err.message;
-      target.record.observe(deps.now(), performance.now() - started, true);
-      if (pool.passive && countsAsPassiveFailure(lastError) && passiveOutcome(target.record, true, lastError, deps.now())) deps.loadChanged(pool, index);
-      if (client.destroyed) return;
-      if ((tried?.size ?? 0) < pool.retries) {
-        (tried ??= new Set()).add(index);
-        attempt();
-        return;
-      }
-      refuse(deps, view, client, 'backend_failed', pool.pool.pool_id);
-    });
-    upstream.once('connect', () => {
-      connected = true;
-      upstream.setTimeout(0);
-      target.record.observe(deps.now(), performance.now() - started, false);
+  client.on('error', () => client.destroy());
+  connectBackend({
+    pool,
+    request: NO_HEADERS,
+    clientIp,
+    connectMs: listener.timeouts.connect_ms,
+    now: deps.now,
+    loadChanged: deps.loadChanged,
+    open: (target) => ({ socket: connect({ host: target.upstream.host, port: target.upstream.port, noDelay: true, allowHalfOpen: true }), ready: 'connect' }),
+    gone: () => client.destroyed,
+    closeClient: () => client.destroy(),
+    failed: (tried) => refuse(deps, view, client, tried ? 'backend_failed' : 'no_backend', pool.pool.pool_id),
+    connected: (target, upstream, terminate, connectMs) => {
+      // Layer 4 has no response time: the connect time is what LEAST_RESPONSE_TIME sees.
+      target.record.observe(deps.now(), connectMs, false);
       if (pool.passive) passiveOutcome(target.record, false, '', deps.now());
-      if (client.destroyed) {
-        upstream.destroy();
-        return;
-      }
       client.once('close', () => {
         upstream.destroy();
         account(deps, view, client, pool.pool.pool_id, target.id, 'forwarded');
@@ -106,8 +73,6 @@ export function relay(deps: RelayDeps, view: RelayView, pool: PoolRuntime, clien
       // Idle only when nothing moves either way: writes to the client count as activity too.
       client.setTimeout(listener.timeouts.idle_ms, terminate);
       client.resume();
-    });
-  };
-  client.on('error', () => client.destroy());
-  attempt();
+    },
+  });
 }
