@@ -12,7 +12,9 @@ import { CertificateService } from './control/certificates.ts';
 import { CertificateExpiryWatcher } from './control/certificate-expiry.ts';
 import { EventBus } from './observability/events.ts';
 import { SecretBox } from './tls/secret-box.ts';
+import { ConnectionLog } from './observability/connection-log.ts';
 import { ListenerService } from './control/listeners.ts';
+import { AccessControlService } from './control/access-control.ts';
 import { LoadBalancerService } from './control/load-balancers.ts';
 import { PoolService } from './control/pools.ts';
 import { ListenerManager } from './dataplane/listener-manager.ts';
@@ -49,8 +51,10 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
   const state = new BackendState();
   // The data plane removes a backend once its drain completes, through the same service the API uses.
   const secrets = SecretBox.open(config.dataDir, config.secretKey);
+  const connectionLog = new ConnectionLog(config.dataDir);
   const dataPlane = new ListenerManager(store, state, log.child({ component: 'dataplane' }), {
     secrets,
+    connectionLog,
     removeDrained: (b) => backends.removeDrained(b.pool_id, b.server_id, b.drain?.drain_id ?? ''),
   });
   let apiAddress: HostPort = config.apiAddr;
@@ -79,6 +83,7 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
       listeners: new ListenerService(ctx),
       health: new HealthStatusService(ctx),
       certificates: new CertificateService(ctx, secrets),
+      accessControl: new AccessControlService(ctx),
     },
     metrics: dataPlane.metrics,
     readiness: () => {
@@ -113,6 +118,7 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
       const cut = setTimeout(() => api.server.closeAllConnections(), config.shutdownTimeoutMs);
       await Promise.all([dataPlane.stop(config.shutdownTimeoutMs), api.close()]);
       clearTimeout(cut);
+      await connectionLog.close();
       await store.close();
       log.info('stopped');
     })();

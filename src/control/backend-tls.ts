@@ -32,6 +32,26 @@ export function effectiveBackendTls(pool: Pool, backend: Backend): EffectiveBack
   };
 }
 
+/**
+ * `proxy_protocol`, or seed 002's `send_proxy_v2` spelling of it (true: V2, false: NONE); a
+ * problem when both are given and disagree. `undefined` when neither is given.
+ */
+export function proxyProtocolInput(
+  input: { proxy_protocol?: 'NONE' | 'V1' | 'V2' | null; send_proxy_v2?: boolean },
+  problems: FieldProblem[],
+): 'NONE' | 'V1' | 'V2' | null | undefined {
+  const alias = input.send_proxy_v2 === undefined ? undefined : input.send_proxy_v2 ? 'V2' : 'NONE';
+  if (alias !== undefined && input.proxy_protocol !== undefined && input.proxy_protocol !== alias) {
+    problems.push({ field: 'send_proxy_v2', reason: `says ${alias} while proxy_protocol says ${input.proxy_protocol}; give one of them` });
+  }
+  return input.proxy_protocol !== undefined ? input.proxy_protocol : alias;
+}
+
+/** The PROXY protocol a backend of `pool` is sent: its own setting, else the pool's. */
+export function effectiveProxyProtocol(pool: Pool, backend: Backend): 'NONE' | 'V1' | 'V2' {
+  return backend.proxy_protocol ?? pool.proxy_protocol ?? 'NONE';
+}
+
 /** Problems of a `tls` / `backend_tls` object, fields prefixed with `prefix`. */
 export function checkBackendTls(tls: BackendTls | null | undefined, prefix: string): FieldProblem[] {
   if (!tls?.ca_pem) return [];

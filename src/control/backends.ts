@@ -13,7 +13,7 @@ import type { Pool } from '../model/pool.ts';
 import type { WriteTx } from '../store/store.ts';
 import { type BackendLive, effectiveHealthCheck, liveView } from './backend-view.ts';
 import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
-import { checkBackendTls } from './backend-tls.ts';
+import { checkBackendTls, effectiveBackendTls, effectiveProxyProtocol, proxyProtocolInput } from './backend-tls.ts';
 import { FulcrumError, type FieldProblem, notFound, validationError } from './errors.ts';
 import { checkHealthCheck, keepRedactedSecrets } from './health-checks.ts';
 import { allocateId, shortSuffix } from './ids.ts';
@@ -22,6 +22,9 @@ export type BackendView = Backend & BackendLive;
 
 function checkBackend(backend: Backend, pool: Pool): FieldProblem[] {
   const problems: FieldProblem[] = [...checkBackendTls(backend.tls, 'tls.')];
+  if (effectiveProxyProtocol(pool, backend) !== 'NONE' && effectiveBackendTls(pool, backend).http2) {
+    problems.push({ field: 'proxy_protocol', reason: 'PROXY protocol to HTTP/2 backends is not supported (their connections are shared by every client)' });
+  }
   if (backend.hostname === null && backend.ip_address === null) {
     problems.push({ field: 'ip_address', reason: 'give ip_address or hostname: the backend needs an address' });
   }
@@ -104,6 +107,9 @@ export class BackendService {
       const poolRecord = await tx.get<Pool>('pool', poolId);
       if (!poolRecord) throw notFound.pool(poolId);
       const pool = poolRecord.body;
+      const aliasProblems: FieldProblem[] = [];
+      const proxyProtocol = proxyProtocolInput(input, aliasProblems);
+      if (aliasProblems.length > 0) throw validationError(aliasProblems);
       const name = input.name ?? input.hostname ?? input.ip_address ?? `port-${input.port}`;
       const id = await allocateId('backend', name, async (c) => (await tx.get('backend', c)) !== undefined, this.#ctx.random, ['backend']);
       const backend: Backend = {
@@ -118,6 +124,7 @@ export class BackendService {
         metadata: input.metadata ?? {},
         health_check: input.health_check ? keepRedactedSecrets(input.health_check, null) : null,
         tls: input.tls ?? null,
+        proxy_protocol: proxyProtocol ?? null,
         slow_start_seconds: input.slow_start_seconds ?? null,
         admin_status: input.admin_status ?? 'ENABLED',
         drain: null,
@@ -163,6 +170,10 @@ export class BackendService {
       if (fields.metadata !== undefined) b.metadata = fields.metadata;
       if (fields.health_check !== undefined) b.health_check = fields.health_check && keepRedactedSecrets(fields.health_check, b.health_check);
       if (fields.tls !== undefined) b.tls = fields.tls;
+      const aliasProblems: FieldProblem[] = [];
+      const proxyProtocol = proxyProtocolInput(fields, aliasProblems);
+      if (aliasProblems.length > 0) throw validationError(aliasProblems);
+      if (proxyProtocol !== undefined) b.proxy_protocol = proxyProtocol;
       if (fields.slow_start_seconds !== undefined) b.slow_start_seconds = fields.slow_start_seconds;
       if (fields.admin_status !== undefined) {
         b.admin_status = fields.admin_status;

@@ -16,6 +16,7 @@ export const ErrorCodes = {
   LISTENER_NOT_FOUND: 404,
   CERTIFICATE_NOT_FOUND: 404,
   ROTATION_NOT_FOUND: 404,
+  NETWORK_ITEM_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   BACKEND_HAS_CONNECTIONS: 409,
   DUPLICATE_BACKEND: 409,
@@ -76,5 +77,11 @@ export const notFound = {
     new FulcrumError('LISTENER_NOT_FOUND', `Listener '${listenerId}' not found in load balancer '${lbId}'`, {
       lb_id: lbId,
       listener_id: listenerId,
+    }),
+  networkItem: (lbId: string, listenerId: string, itemId: string) =>
+    new FulcrumError('NETWORK_ITEM_NOT_FOUND', `Network item '${itemId}' not found in the access list of listener '${listenerId}'`, {
+      lb_id: lbId,
+      listener_id: listenerId,
+      item_id: itemId,
     }),
 };

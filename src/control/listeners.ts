@@ -10,6 +10,9 @@ import {
   type ListenerPatch,
   type ListenerTls,
   type ListenerTlsInput,
+  type AcceptProxySettings,
+  CONNECTION_LOGGING_DEFAULTS,
+  type ConnectionLoggingSettings,
   REDIRECT_DEFAULTS,
   type RedirectSettings,
   type SniRoute,
@@ -20,6 +23,7 @@ import type { LoadBalancer } from '../model/load-balancer.ts';
 import type { Pool } from '../model/pool.ts';
 import type { WriteTx } from '../store/store.ts';
 import { readPemBundle } from '../tls/certificate.ts';
+import { parseNetwork } from '../policy/cidr.ts';
 import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
 import { FulcrumError, type FieldProblem, notFound, validationError } from './errors.ts';
 import { allocateId } from './ids.ts';
@@ -68,6 +72,19 @@ function redirectSettings(input: Partial<RedirectSettings>, base: RedirectSettin
   return { ...base, ...input };
 }
 
+function acceptProxySettings(input: { enabled?: boolean; trusted_cidrs?: string[] }, base?: AcceptProxySettings): AcceptProxySettings {
+  const trusted = input.trusted_cidrs ?? base?.trusted_cidrs ?? [];
+  // Stored canonical when valid; an invalid one is kept as given for the check to name it.
+  return { enabled: input.enabled ?? base?.enabled ?? true, trusted_cidrs: trusted.map((c) => { const n = parseNetwork(c); return typeof n === 'string' ? c : n.canonical; }) };
+}
+
+function loggingSettings(input: Partial<ConnectionLoggingSettings>, base: ConnectionLoggingSettings = CONNECTION_LOGGING_DEFAULTS): ConnectionLoggingSettings {
+  return { ...base, ...input };
+}
+
+/** A log file name under <data_dir>/logs: plain path segments, no `..`, not absolute. */
+const LOG_FILE = /^(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._-]+(?:\/[A-Za-z0-9._-]+)*$/;
+
 function sniRoutes(routes: SniRoute[]): SniRoute[] {
   return routes.map((r) => ({ hostnames: r.hostnames.map((h) => h.toLowerCase()), pool_id: r.pool_id }));
 }
@@ -108,6 +125,19 @@ function checkProtocolFields(l: Listener): FieldProblem[] {
     problems.push({ field: 'hsts.preload', reason: 'preload needs include_subdomains and max_age_seconds of at least 31536000 (one year)' });
   }
   if (l.redirect_to_https && l.protocol !== 'HTTP') only('redirect_to_https', 'HTTP', 'send "redirect_to_https": null');
+  const proxy = l.accept_proxy_protocol;
+  if (proxy && l.protocol === 'UDP') problems.push({ field: 'accept_proxy_protocol', reason: 'applies to TCP-based listeners, not UDP; send "accept_proxy_protocol": null' });
+  if (proxy?.enabled && proxy.trusted_cidrs.length === 0) {
+    problems.push({ field: 'accept_proxy_protocol.trusted_cidrs', reason: 'name the peers allowed to send a PROXY header (a load balancer in front); nobody else may connect' });
+  }
+  proxy?.trusted_cidrs.forEach((c, i) => {
+    const n = parseNetwork(c);
+    if (typeof n === 'string') problems.push({ field: `accept_proxy_protocol.trusted_cidrs[${i}]`, reason: n });
+  });
+  const logging = l.connection_logging;
+  if (logging && logging.destination !== 'stdout' && !LOG_FILE.test(logging.destination)) {
+    problems.push({ field: 'connection_logging.destination', reason: `"stdout", or a relative file name under <data_dir>/logs/ (letters, digits, . _ - and /, no ..): '${logging.destination}' is neither` });
+  }
   const routes = l.sni_routes ?? [];
   if (routes.length > 0 && l.protocol !== 'TLS_PASSTHROUGH') only('sni_routes', 'TLS_PASSTHROUGH', 'send "sni_routes": []');
   const seen = new Map<string, number>();
@@ -258,6 +288,10 @@ export class ListenerService {
         hsts: input.hsts ? hstsSettings(input.hsts) : null,
         redirect_to_https: input.redirect_to_https ? redirectSettings(input.redirect_to_https) : null,
         sni_routes: sniRoutes(input.sni_routes ?? []),
+        access_list: [],
+        connection_throttle: null,
+        accept_proxy_protocol: input.accept_proxy_protocol ? acceptProxySettings(input.accept_proxy_protocol) : null,
+        connection_logging: input.connection_logging ? loggingSettings(input.connection_logging) : null,
         org_id: lb.org_id,
         project_id: lb.project_id,
         created_at: now,
@@ -294,6 +328,12 @@ export class ListenerService {
         l.redirect_to_https = fields.redirect_to_https === null ? null : redirectSettings(fields.redirect_to_https, l.redirect_to_https ?? undefined);
       }
       if (fields.sni_routes !== undefined) l.sni_routes = sniRoutes(fields.sni_routes);
+      if (fields.accept_proxy_protocol !== undefined) {
+        l.accept_proxy_protocol = fields.accept_proxy_protocol === null ? null : acceptProxySettings(fields.accept_proxy_protocol, l.accept_proxy_protocol ?? undefined);
+      }
+      if (fields.connection_logging !== undefined) {
+        l.connection_logging = fields.connection_logging === null ? null : loggingSettings(fields.connection_logging, l.connection_logging ?? undefined);
+      }
       l.updated_at = isoNow(this.#ctx.clock);
       await this.#check(tx, l, before);
       return (await tx.put('listener', listenerId, lbId, found.scope, l, expect)).body;

@@ -11,7 +11,7 @@ import {
   type PoolPatch,
 } from '../model/pool.ts';
 import type { WriteTx } from '../store/store.ts';
-import { checkBackendTls } from './backend-tls.ts';
+import { checkBackendTls, proxyProtocolInput } from './backend-tls.ts';
 import { liveView } from './backend-view.ts';
 import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
 import { FulcrumError, type FieldProblem, notFound, validationError } from './errors.ts';
@@ -30,6 +30,9 @@ export interface PoolView extends Pool {
 /** Domain rules over a whole pool, after defaults. */
 function checkPool(pool: Pool, healthCheckPrefix = 'health_check.'): FieldProblem[] {
   const problems: FieldProblem[] = [...checkBackendTls(pool.backend_tls, 'backend_tls.')];
+  if ((pool.proxy_protocol ?? 'NONE') !== 'NONE' && pool.backend_tls?.http2) {
+    problems.push({ field: 'proxy_protocol', reason: 'PROXY protocol to HTTP/2 backends is not supported (their connections are shared by every client)' });
+  }
   if (pool.health_check) problems.push(...checkHealthCheck(pool.health_check, healthCheckPrefix));
   const sp = pool.session_persistence;
   if (sp.enabled && sp.type === undefined) {
@@ -112,6 +115,9 @@ export class PoolService {
         if (mismatch.length > 0) throw validationError(mismatch);
         scope = lb.scope;
       }
+      const aliasProblems: FieldProblem[] = [];
+      const proxyProtocol = proxyProtocolInput(input, aliasProblems);
+      if (aliasProblems.length > 0) throw validationError(aliasProblems);
       const id = await allocateId('pool', input.name, async (c) => (await tx.get('pool', c)) !== undefined, this.#ctx.random, ['pool']);
       const pool: Pool = {
         pool_id: id,
@@ -125,6 +131,8 @@ export class PoolService {
         circuit_breaker: { ...POOL_DEFAULTS.circuit_breaker, ...input.circuit_breaker },
         passive_health: { enabled: true, ...input.passive_health },
         backend_tls: input.backend_tls ?? null,
+        proxy_protocol: proxyProtocol ?? 'NONE',
+        on_marked_down_action: input.on_marked_down_action ?? 'NONE',
         retries: input.retries ?? POOL_DEFAULTS.retries,
         load_balancer_id: input.load_balancer_id ?? null,
         ...scope,
@@ -169,6 +177,11 @@ export class PoolService {
       if (fields.session_persistence !== undefined) pool.session_persistence = { ...pool.session_persistence, ...fields.session_persistence };
       if (fields.connection_limits !== undefined) pool.connection_limits = { ...pool.connection_limits, ...fields.connection_limits };
       if (fields.circuit_breaker !== undefined) pool.circuit_breaker = { ...pool.circuit_breaker, ...fields.circuit_breaker };
+      const aliasProblems: FieldProblem[] = [];
+      const proxyProtocol = proxyProtocolInput(fields, aliasProblems);
+      if (aliasProblems.length > 0) throw validationError(aliasProblems);
+      if (proxyProtocol !== undefined) pool.proxy_protocol = proxyProtocol ?? 'NONE';
+      if (fields.on_marked_down_action !== undefined) pool.on_marked_down_action = fields.on_marked_down_action;
       if (fields.backend_tls !== undefined) pool.backend_tls = fields.backend_tls === null ? null : { ...pool.backend_tls, ...fields.backend_tls };
       if (fields.passive_health !== undefined) pool.passive_health = { enabled: true, ...pool.passive_health, ...fields.passive_health };
       if (fields.health_check !== undefined) {

@@ -27,8 +27,8 @@ export interface BackendConnect {
   connected(target: BackendTarget, socket: Socket, terminate: () => void, connectMs: number): void;
   /** No backend could be reached: none usable (`tried` false), or every one tried failed with `lastError`. */
   failed(tried: boolean, lastError: string, target: BackendTarget | undefined): void;
-  /** Closes the client side, for `terminate` and errors after connecting. */
-  closeClient(): void;
+  /** Closes the client side: `terminated` (a removed backend, a timed-out drain, a backend marked down) or `backend_error`. */
+  closeClient(why: 'terminated' | 'backend_error'): void;
   /** The upstream socket closed (after connecting or not). */
   closed?(wasConnected: boolean): void;
 }
@@ -49,7 +49,7 @@ export function connectBackend(c: BackendConnect): void {
     let connected = false;
     const terminate = () => {
       upstream.destroy();
-      c.closeClient();
+      c.closeClient('terminated');
     };
     target.record.connections.add(terminate);
     c.loadChanged(pool, index);
@@ -61,7 +61,7 @@ export function connectBackend(c: BackendConnect): void {
     upstream.setTimeout(c.connectMs, () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' })));
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       if (connected) {
-        c.closeClient();
+        c.closeClient('backend_error');
         return;
       }
       lastError = err.code ?? err.message;

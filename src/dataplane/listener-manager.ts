@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { createServer as createNetServer, isIPv6, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Backend } from '../model/backend.ts';
@@ -17,7 +18,15 @@ import { answerRaw, tunnel } from './http/tunnel.ts';
 import { Upstreams } from './http/upstreams.ts';
 import { compileListenerTls, type ListenerTlsRuntime, SecureContextCache } from './tls/listener-tls.ts';
 import { passthrough } from './tls/passthrough.ts';
-import { httpServer, httpsServer, type ListenerServer, tcpServer, type TlsHandlers } from './servers.ts';
+import { type FrontHooks, httpServer, httpsServer, type ListenerServer, tcpServer, type TlsHandlers } from './servers.ts';
+import type { Admission } from './accept.ts';
+import { peerAddress } from './accept.ts';
+import { relay } from './tcp/relay.ts';
+import { udpServer } from './udp/udp-server.ts';
+import { refuse as refuseL4 } from './tcp/relay.ts';
+import { ConnectionThrottle } from '../policy/throttle.ts';
+import type { AccessList } from '../policy/access-list.ts';
+import { ConnectionLog } from '../observability/connection-log.ts';
 import type { SecretBox } from '../tls/secret-box.ts';
 import { DrainSupervisor } from './drain.ts';
 import { POOL_DEFAULTS } from '../model/pool.ts';
@@ -26,7 +35,10 @@ import { effectiveHealthCheck } from '../control/backend-view.ts';
 import { type CheckedBackend, HealthChecker } from '../health/checker.ts';
 import { PROBES } from '../health/probes/index.ts';
 import type { ConfigSet } from '../snapshot/compile.ts';
-import { healthySince } from '../runtime/weight.ts';
+import { healthStatus, healthySince } from '../runtime/weight.ts';
+
+const ADMITTED: Admission = { ok: true, release() {} };
+const EMPTY = Buffer.alloc(0);
 
 /** How often ramping (slow start) weights are pushed to the balancers. */
 const RAMP_TICK_MS = 250;
@@ -46,6 +58,8 @@ interface Bound extends ListenerView {
 export interface DataPlaneOptions {
   /** Opens certificate private keys for HTTPS listeners. */
   secrets: SecretBox;
+  /** Where connection logs go (`connection_logging`). */
+  connectionLog: ConnectionLog;
   /**
    * Removes a backend whose drain completed (zero connections, or its timeout passed), unless it
    * left that drain meanwhile; resolves to whether it was removed.
@@ -65,17 +79,6 @@ function bindKey(l: Listener): string {
   return `${l.protocol}|${l.bind_address}|${l.port}`;
 }
 
-/** Resolves once `server` listens, or rejects with the OS's error. */
-function listen(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error) => reject(err);
-    server.once('error', onError);
-    server.listen({ host, port, exclusive: true }, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-}
 
 /** A socket's current response, when node:http has begun one (an internal field, read-only here). */
 function responseStarted(socket: Socket): boolean {
@@ -129,6 +132,10 @@ export class ListenerManager implements DataPlaneControl {
   /** HTTPS listeners' compiled TLS of the applied revision, or why it cannot be served. */
   #tls = new Map<string, ListenerTlsRuntime | Error>();
   readonly #contexts = new SecureContextCache();
+  /** Connection throttles by listener identity: open counts and rates outlive revisions. */
+  readonly #throttles = new Map<string, ConnectionThrottle>();
+  readonly #connectionLog: ConnectionLog;
+  readonly #accessLists = new Map<string, { version: number; list: AccessList | null }>();
   readonly #proxy: ProxyDeps;
   readonly #now: () => number;
   readonly #random: () => number;
@@ -145,6 +152,7 @@ export class ListenerManager implements DataPlaneControl {
     this.#log = log;
     this.#now = options.now ?? Date.now;
     this.#secrets = options.secrets;
+    this.#connectionLog = options.connectionLog;
     this.#random = options.random ?? Math.random;
     this.metrics = new Metrics({
       backendConnections: () => this.#backendConnections(),
@@ -203,6 +211,7 @@ export class ListenerManager implements DataPlaneControl {
     if (config.revision === this.#snapshot.revision) return;
     const breakers = new Set<string>();
     const next = compile(config, {
+      accessLists: this.#accessLists,
       state: this.#state,
       now: this.#now,
       random: this.#random,
@@ -231,6 +240,14 @@ export class ListenerManager implements DataPlaneControl {
       }
     }
     this.#contexts.end();
+    for (const l of config.listeners) {
+      let throttle = this.#throttles.get(l.listener_id);
+      if (!throttle) this.#throttles.set(l.listener_id, (throttle = new ConnectionThrottle({ now: this.#now })));
+      throttle.configure(l.connection_throttle ?? null);
+    }
+    const ids = new Set(config.listeners.map((l) => l.listener_id));
+    for (const id of this.#throttles.keys()) if (!ids.has(id)) this.#throttles.delete(id);
+    for (const id of this.#accessLists.keys()) if (!ids.has(id)) this.#accessLists.delete(id);
     await this.reconcile(config.listeners);
     this.#drains.watch(config.backends.filter((b) => b.admin_status === 'DRAINING'));
     this.#health.sync(checkedBackends(config));
@@ -245,9 +262,25 @@ export class ListenerManager implements DataPlaneControl {
   #healthChanged(serverId: string): void {
     for (const pool of this.#snapshot.pools.values()) {
       const i = pool.index.get(serverId);
-      if (i !== undefined) pool.balancer.update(i);
+      if (i === undefined) continue;
+      pool.balancer.update(i);
+      if (pool.shutdownOnDown) this.#shutdownIfDown(pool, i);
     }
     this.#watchRamps();
+  }
+
+  /**
+   * Seed 002's on_marked_down_action SHUTDOWN_SESSIONS: once a backend is marked down (by its
+   * checks, by live traffic, or by an operator's override), its open connections are closed, so
+   * long-lived sessions move to a healthy backend instead of hanging on to a failing one.
+   */
+  #shutdownIfDown(pool: PoolRuntime, index: number): void {
+    const t = pool.targets[index]!;
+    if (t.record.connections.size === 0) return;
+    const status = healthStatus(t.plan, t.record, this.#now());
+    if (status !== 'UNHEALTHY' && status !== 'OFFLINE') return;
+    this.#log.info({ server_id: t.id, status, connections: t.record.connections.size }, 'backend marked down: closing its connections (SHUTDOWN_SESSIONS)');
+    for (const terminate of [...t.record.connections]) terminate();
   }
 
   /** Upstream pools still needed: every backend a listener can reach, and draining ones that keep idle connections. */
@@ -271,6 +304,8 @@ export class ListenerManager implements DataPlaneControl {
   /** A target's load changed: the balancer of the pool's current revision repositions it. */
   #loadChanged(pool: PoolRuntime, index: number): void {
     pool.balancer.update(index);
+    // Live traffic may have just marked the backend OFFLINE (passive health).
+    if (pool.shutdownOnDown) this.#shutdownIfDown(pool, index);
     const current = this.#snapshot.pools.get(pool.pool.pool_id);
     if (current === undefined || current === pool) return;
     const i = current.index.get(pool.targets[index]!.id);
@@ -357,7 +392,7 @@ export class ListenerManager implements DataPlaneControl {
       }
       const next = this.#newServer(listener, runtime, tls);
       try {
-        await listen(next.handle.server, listener.bind_address, listener.port);
+        await next.handle.listen(listener.bind_address, listener.port);
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
         this.#errors.set(listener.listener_id, `cannot bind ${listener.bind_address}:${listener.port}: ${e.code ?? e.message}`);
@@ -384,6 +419,46 @@ export class ListenerManager implements DataPlaneControl {
     );
   }
 
+  /** Admission of a new connection from `ip`: the access list, then the throttle. */
+  #admit(bound: Bound, ip: string): Admission {
+    const acl = bound.runtime.accessList;
+    if (acl !== null && !acl.allows(ip)) return { ok: false, reason: 'access_list' };
+    const throttle = this.#throttles.get(bound.listener.listener_id);
+    if (throttle === undefined) return ADMITTED;
+    return throttle.admit(ip);
+  }
+
+  /** The accept-time hooks of a listener: its policy as it stands, refusals, accounting and logging. */
+  #front(bound: Bound): FrontHooks {
+    return {
+      now: this.#now,
+      policy: () => ({
+        proxyFrom: bound.runtime.proxyFrom,
+        clientMs: bound.listener.timeouts.client_ms,
+        admit: (ip) => this.#admit(bound, ip),
+      }),
+      refused: (_socket, reason) => this.metrics.refused(bound.metrics, reason),
+      opened: () => bound.metrics.connections.inc(),
+      closed: (socket, facts) => {
+        bound.metrics.connections.dec();
+        const logging = bound.listener.connection_logging;
+        if (!logging?.enabled) return;
+        this.#connectionLog.write(logging, {
+          started: facts.startedAt,
+          ended: this.#now(),
+          listener: bound.listener.listener_id,
+          protocol: bound.listener.protocol,
+          client: facts.clientIp,
+          clientPort: facts.clientPort,
+          backends: facts.backends,
+          bytesIn: socket.bytesRead,
+          bytesOut: socket.bytesWritten,
+          end: facts.end ?? (bound.closing ? 'listener_closed' : 'closed'),
+        });
+      },
+    };
+  }
+
   #newServer(listener: Listener, runtime: ListenerRuntime, tls: ListenerTlsRuntime | undefined): Bound {
     const bound = {
       listener,
@@ -393,11 +468,25 @@ export class ListenerManager implements DataPlaneControl {
       metrics: this.metrics.listener(listener.listener_id),
       tls,
     } as Bound;
+    const front = this.#front(bound);
     if (listener.protocol === 'TLS_PASSTHROUGH') {
-      bound.handle = tcpServer((socket) => {
-        bound.metrics.connections.inc();
-        socket.once('close', () => bound.metrics.connections.dec());
-        passthrough(this.#proxy, bound, socket);
+      bound.handle = tcpServer(front, (socket) => passthrough(this.#proxy, bound, socket));
+      this.#applySettings(bound);
+      return bound;
+    }
+    if (listener.protocol === 'UDP') {
+      bound.handle = udpServer(this.#proxy, bound, {
+        admit: (ip) => this.#admit(bound, ip),
+        refused: (reason) => this.metrics.refused(bound.metrics, reason),
+      });
+      this.#applySettings(bound);
+      return bound;
+    }
+    if (listener.protocol === 'TCP') {
+      bound.handle = tcpServer(front, (socket) => {
+        const pool = bound.runtime.pool;
+        if (pool === null) refuseL4(this.#proxy, bound, socket, 'no_pool');
+        else relay(this.#proxy, bound, pool, socket, peerAddress(socket), EMPTY);
       });
       this.#applySettings(bound);
       return bound;
@@ -407,10 +496,6 @@ export class ListenerManager implements DataPlaneControl {
       upgrade: (req: IncomingMessage, socket: Socket, head: Buffer) => tunnel(this.#proxy, bound, req, socket, head),
       connect: (socket: Socket) => refuseConnect(socket),
       clientError: (err: NodeJS.ErrnoException, socket: Socket) => this.#clientError(bound, err, socket),
-      connection: (socket: Socket) => {
-        bound.metrics.connections.inc();
-        socket.once('close', () => bound.metrics.connections.dec());
-      },
       handshake: (socket: TLSSocket) => this.metrics.handshake(bound.metrics, socket.getProtocol() ?? 'unknown'),
       handshakeError: (err: Error, socket: Socket) => {
         bound.metrics.handshakeErrors.inc();
@@ -418,8 +503,8 @@ export class ListenerManager implements DataPlaneControl {
       },
     };
     bound.handle = tls
-      ? httpsServer(tls, () => bound.tls!, () => bound.listener.timeouts.idle_ms, handlers)
-      : httpServer(handlers);
+      ? httpsServer(front, tls, () => bound.tls!, () => bound.listener.timeouts.idle_ms, handlers)
+      : httpServer(front, handlers);
     this.#applySettings(bound);
     return bound;
   }
@@ -452,16 +537,22 @@ export class ListenerManager implements DataPlaneControl {
 
   #applySettings(bound: Bound): void {
     const t = bound.listener.timeouts;
-    const server = bound.handle.server;
-    server.maxConnections = bound.listener.connection_limit ?? Infinity;
-    if (bound.listener.protocol === 'TLS_PASSTHROUGH') return;
+    bound.handle.setConnectionLimit(bound.listener.connection_limit ?? Infinity);
     // node:http reads these from the server for each HTTP/1.x connection and request (the HTTPS
     // server's HTTP/1.1 side included).
-    Object.assign(server, { requestTimeout: t.client_ms, headersTimeout: Math.min(t.client_ms, 60_000), keepAliveTimeout: t.idle_ms });
+    if (bound.handle.http) Object.assign(bound.handle.http, { requestTimeout: t.client_ms, headersTimeout: Math.min(t.client_ms, 60_000), keepAliveTimeout: t.idle_ms });
   }
 
   async probeBind(protocol: string, address: string, port: number): Promise<void> {
-    if (protocol === 'UDP') return; // UDP listeners arrive with layer 4; refused before this point
+    if (protocol === 'UDP') {
+      const probe = createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4' });
+      await new Promise<void>((resolve, reject) => {
+        probe.once('error', reject);
+        probe.bind({ address, port, exclusive: true }, () => resolve());
+      });
+      await new Promise<void>((resolve) => probe.close(() => resolve()));
+      return;
+    }
     const probe = createNetServer();
     await new Promise<void>((resolve, reject) => {
       probe.once('error', reject);

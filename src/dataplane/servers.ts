@@ -1,6 +1,7 @@
 /**
  * The sockets a listener accepts on, one kind per protocol family, behind one small interface so
- * the manager can bind, retire and stop any of them alike:
+ * the manager can bind, retire and stop any of them alike. Every TCP-based kind listens through
+ * the accept front (accept.ts: PROXY protocol, access list, throttle) and then hands the socket to:
  *
  * - `HTTP`: node:http.
  * - `HTTPS`: node:http2's secure server with HTTP/1.1 allowed: ALPN picks h2 or http/1.1 per
@@ -8,23 +9,35 @@
  *   client-certificate settings are read from the listener's current TLS runtime at each handshake,
  *   so a configuration change applies to new connections without rebinding, and connections
  *   already open keep what they negotiated.
- * - `TLS_PASSTHROUGH`: a plain TCP server; the bytes are the passthrough relay's.
+ * - `TCP`, `TLS_PASSTHROUGH`: the layer 4 relay (directly, or after reading the ClientHello).
+ *
+ * The protocol servers never listen themselves: the front owns the port. node:http's connection
+ * bookkeeping (request timeouts, idle keep-alive closing) starts on a server's 'listening' event,
+ * so each is told once that it listens.
  */
 import { createServer as createHttpServer, type IncomingMessage, Server as HttpServer, type ServerResponse } from 'node:http';
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
-import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { type AcceptHooks, acceptServer, type Refusal } from './accept.ts';
+import { answerRaw } from './http/tunnel.ts';
+import { requestId } from '../observability/request-id.ts';
 import type { ListenerTlsRuntime } from './tls/listener-tls.ts';
 
 /** HTTP/2 streams one client connection may have open at once (RFC 9113 §6.5.2). */
 const MAX_CONCURRENT_STREAMS = 256;
 
 export interface ListenerServer {
-  readonly server: Server;
+  /** Binds; rejects with the OS's error. */
+  listen(host: string, port: number): Promise<void>;
   /** Stops accepting; resolves once every connection has ended. Idle keep-alive connections close now, HTTP/2 sessions get GOAWAY. */
   close(): Promise<void>;
   /** Cuts every connection now (the shutdown deadline passed). */
   cut(): void;
+  /** connection_limit: simultaneous client connections (Infinity for none). */
+  setConnectionLimit(limit: number): void;
+  /** HTTP/1.x settings node reads per connection and request; absent on layer 4 servers. */
+  http?: Server;
 }
 
 export interface HttpHandlers {
@@ -33,7 +46,6 @@ export interface HttpHandlers {
   /** A CONNECT over HTTP/1.1 hands over the socket: it is answered and closed. */
   connect(socket: Socket): void;
   clientError(err: NodeJS.ErrnoException, socket: Socket): void;
-  connection(socket: Socket): void;
 }
 
 /** HTTP/1.x connection settings node reads from the server at each connection and request. */
@@ -58,33 +70,91 @@ function track(server: Server): Set<Socket> {
   return sockets;
 }
 
-function closed(server: Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
+function listenOn(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/** A front, its tracked sockets, and the ListenerServer methods every TCP kind shares. */
+function fronted(hooks: AcceptHooks, extra: { close?: () => void; http?: Server; allowHalfOpen?: boolean } = {}): ListenerServer {
+  const front = acceptServer(hooks, { allowHalfOpen: extra.allowHalfOpen });
+  const sockets = track(front);
+  return {
+    listen: (host, port) => listenOn(front, host, port),
+    close: () => {
+      // Resolves when the front stops accepting and its last connection has closed.
+      const done = new Promise<void>((resolve) => front.close(() => resolve()));
+      extra.close?.();
+      return done;
+    },
+    cut: () => {
+      for (const s of sockets) s.destroy();
+    },
+    setConnectionLimit: (limit) => {
+      front.maxConnections = limit;
+    },
+    ...(extra.http ? { http: extra.http } : {}),
+  };
 }
 
 function wireHttp(server: Server, h: HttpHandlers): void {
   server.on('request', h.request);
   server.on('upgrade', h.upgrade);
   server.on('clientError', h.clientError);
-  server.on('connection', h.connection);
 }
 
-export function httpServer(h: HttpHandlers): ListenerServer {
+/** `front`: the listener's accept hooks, minus what each kind does itself (hand-off, refusal). */
+export type FrontHooks = Omit<AcceptHooks, 'handoff' | 'refuse'> & {
+  /** A connection was refused (counted); the kind then closes or answers it. */
+  refused(socket: Socket, reason: Refusal): void;
+};
+
+/** Refusals by the throttle, which HTTP clients are answered (503) rather than cut. */
+function throttled(reason: Refusal): boolean {
+  return reason === 'max_connections' || reason === 'max_connection_rate';
+}
+
+/** Closes a refused connection (layer 4, and every refusal but the throttle's on HTTP). */
+function cutRefused(front: FrontHooks): AcceptHooks['refuse'] {
+  return (socket, reason) => {
+    front.refused(socket, reason);
+    socket.destroy();
+  };
+}
+
+export function httpServer(front: FrontHooks, h: HttpHandlers): ListenerServer {
   const server = createHttpServer(HTTP1_OPTIONS);
   wireHttp(server, h);
   server.on('connect', (_req: IncomingMessage, socket: Socket) => h.connect(socket));
-  const sockets = track(server);
-  return {
-    server,
-    close: () => {
-      const done = closed(server);
-      server.closeIdleConnections();
-      return done;
+  server.emit('listening');
+  return fronted(
+    {
+      ...front,
+      handoff: (socket) => {
+        server.emit('connection', socket);
+        socket.resume();
+      },
+      refuse: (socket, reason) => {
+        if (!throttled(reason)) return cutRefused(front)(socket, reason);
+        front.refused(socket, reason);
+        answerRaw(socket, 503, requestId(undefined), 'too many connections from your address');
+      },
     },
-    cut: () => {
-      for (const s of sockets) s.destroy();
+    {
+      http: server,
+      close: () => {
+        server.closeIdleConnections();
+        // Not listening itself: this only stops its connection bookkeeping timer.
+        server.close(() => {});
+      },
     },
-  };
+  );
 }
 
 export interface TlsHandlers extends HttpHandlers {
@@ -97,7 +167,13 @@ export interface TlsHandlers extends HttpHandlers {
  * An HTTPS listener. `tls()` is the listener's TLS runtime at the moment of each handshake;
  * `idleMs()` how long an HTTP/2 connection with no open stream stays.
  */
-export function httpsServer(initial: ListenerTlsRuntime, tls: () => ListenerTlsRuntime, idleMs: () => number, h: TlsHandlers): ListenerServer & { applyTls(next: ListenerTlsRuntime, previous: ListenerTlsRuntime): void } {
+export function httpsServer(
+  front: FrontHooks,
+  initial: ListenerTlsRuntime,
+  tls: () => ListenerTlsRuntime,
+  idleMs: () => number,
+  h: TlsHandlers,
+): ListenerServer & { applyTls(next: ListenerTlsRuntime, previous: ListenerTlsRuntime): void } {
   const server: Http2SecureServer = createSecureServer({
     allowHTTP1: true,
     ...initial.defaults(),
@@ -151,39 +227,43 @@ export function httpsServer(initial: ListenerTlsRuntime, tls: () => ListenerTlsR
   });
   // Errors of one client's session are that client's: logged by the stream's own handling, never fatal.
   server.on('sessionError', () => {});
-  const sockets = track(raw);
+  server.emit('listening');
+  const base = fronted(
+    {
+      ...front,
+      // No resume: the TLS socket takes over the paused socket's handle and reads from it itself.
+      handoff: (socket) => server.emit('connection', socket),
+      // Over the throttle: let in, so its requests can be answered 503 inside TLS (the proxy reads
+      // the refusal from the connection's facts); every other refusal is cut at once.
+      refuse: (socket, reason) => {
+        if (!throttled(reason)) return cutRefused(front)(socket, reason);
+        front.refused(socket, reason);
+        server.emit('connection', socket);
+      },
+    },
+    {
+      http: raw,
+      close: () => {
+        closing = true;
+        // The HTTP/1.1 side's idle keep-alive connections: node:http's own bookkeeping, on this server.
+        HttpServer.prototype.closeIdleConnections.call(server as unknown as HttpServer);
+        for (const s of sessions) s.close();
+        server.close(() => {});
+      },
+    },
+  );
   return {
-    server: raw,
+    ...base,
     applyTls(next, previous) {
       // The default context (clients without SNI) is rebuilt only when the first certificate changed.
       if (next.defaultsKey !== previous.defaultsKey) server.setSecureContext(next.defaults());
       // Read by node for each new connection.
       Object.assign(server, { requestCert: next.requestCert, rejectUnauthorized: next.rejectUnauthorized });
     },
-    close: () => {
-      closing = true;
-      const done = closed(raw);
-      // The HTTP/1.1 side's idle keep-alive connections: node:http's own bookkeeping, on this server.
-      HttpServer.prototype.closeIdleConnections.call(server as unknown as HttpServer);
-      for (const s of sessions) s.close();
-      return done;
-    },
-    cut: () => {
-      for (const s of sockets) s.destroy();
-    },
   };
 }
 
-/** A layer 4 listener: every accepted socket goes to `connection`. Half-close is passed through. */
-export function tcpServer(connection: (socket: Socket) => void): ListenerServer {
-  const server = createNetServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false });
-  server.on('connection', connection);
-  const sockets = track(server);
-  return {
-    server,
-    close: () => closed(server),
-    cut: () => {
-      for (const s of sockets) s.destroy();
-    },
-  };
+/** A layer 4 listener: every admitted socket goes to `connection`. Half-close is passed through. */
+export function tcpServer(front: FrontHooks, connection: (socket: Socket) => void): ListenerServer {
+  return fronted({ ...front, handoff: connection, refuse: cutRefused(front) }, { allowHalfOpen: true });
 }

@@ -38,6 +38,8 @@ const BackendProps = {
   metadata: StringMap,
   health_check: HealthCheckInput,
   tls: BackendTls,
+  proxy_protocol: StringEnum(['NONE', 'V1', 'V2'] as const),
+  send_proxy_v2: Type.Boolean({ description: 'Seed 002 spelling: true is proxy_protocol V2, false NONE' }),
   slow_start_seconds: Type.Integer({ minimum: 0, maximum: 3600 }),
 };
 
@@ -51,6 +53,8 @@ export const BackendCreate = Strict({
   metadata: Type.Optional(BackendProps.metadata),
   health_check: Type.Optional(BackendProps.health_check),
   tls: Type.Optional(BackendProps.tls),
+  proxy_protocol: Type.Optional(BackendProps.proxy_protocol),
+  send_proxy_v2: Type.Optional(BackendProps.send_proxy_v2),
   slow_start_seconds: Type.Optional(BackendProps.slow_start_seconds),
   admin_status: Type.Optional(StringEnum(['ENABLED', 'DISABLED'] as const)),
 });
@@ -67,6 +71,8 @@ export const BackendPatch = Patch(
     metadata: BackendProps.metadata,
     health_check: Type.Union([BackendProps.health_check, Type.Null()]),
     tls: Type.Union([BackendProps.tls, Type.Null()]),
+    proxy_protocol: Type.Union([BackendProps.proxy_protocol, Type.Null()]),
+    send_proxy_v2: BackendProps.send_proxy_v2,
     slow_start_seconds: Type.Union([BackendProps.slow_start_seconds, Type.Null()]),
     admin_status: StringEnum(ADMIN_STATUSES),
   },
@@ -121,6 +127,8 @@ export interface Backend {
   /** Overrides of the pool's check for this backend only, as given. */
   health_check: HealthCheckInput | null;
   tls: BackendTls | null;
+  /** Overrides the pool's proxy_protocol; null (or absent in backends stored before it existed) follows the pool. */
+  proxy_protocol?: 'NONE' | 'V1' | 'V2' | null;
   slow_start_seconds: number | null;
   admin_status: AdminStatus;
   drain: Drain | null;

@@ -4,8 +4,8 @@ import { Name, Patch, Port, Strict, StringEnum, VersionField } from './common.ts
 export const LISTENER_PROTOCOLS = ['HTTP', 'HTTPS', 'TCP', 'UDP', 'TLS_PASSTHROUGH'] as const;
 export type ListenerProtocol = (typeof LISTENER_PROTOCOLS)[number];
 
-/** Protocols the data plane serves today; the others are refused with 422 until they land. */
-export const SUPPORTED_LISTENER_PROTOCOLS: readonly ListenerProtocol[] = ['HTTP', 'HTTPS', 'TLS_PASSTHROUGH'];
+/** Protocols the data plane serves. */
+export const SUPPORTED_LISTENER_PROTOCOLS: readonly ListenerProtocol[] = ['HTTP', 'HTTPS', 'TCP', 'UDP', 'TLS_PASSTHROUGH'];
 
 export const TLS_VERSIONS = ['TLS1_2', 'TLS1_3'] as const;
 export const CLIENT_AUTH_MODES = ['NONE', 'OPTIONAL', 'REQUIRED'] as const;
@@ -90,6 +90,63 @@ export const SniRoute = Strict({
 export type SniRoute = Static<typeof SniRoute>;
 const SniRoutes = Type.Array(SniRoute, { maxItems: 1000 });
 
+/** An IPv4 or IPv6 address or CIDR (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`). */
+export const Cidr = Type.String({ minLength: 2, maxLength: 49, description: 'IPv4 or IPv6 address or CIDR' });
+
+/** Seed 001's access list: network items, DENY winning over ALLOW (see policy/access-list.ts). */
+export const NETWORK_ITEM_TYPES = ['ALLOW', 'DENY'] as const;
+export const NetworkItemInput = Strict({
+  address: Cidr,
+  type: StringEnum(NETWORK_ITEM_TYPES),
+});
+export type NetworkItemInput = Static<typeof NetworkItemInput>;
+export interface NetworkItem {
+  id: string;
+  /** Canonical form: the network address and prefix (`10.0.0.0/8`), a single address as `/32` or `/128`. */
+  address: string;
+  type: (typeof NETWORK_ITEM_TYPES)[number];
+}
+
+/** Seed 001's connectionThrottle, per client IP. */
+export const ConnectionThrottleInput = Strict({
+  min_connections: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'A client with at most this many open connections is never throttled' })),
+  max_connections: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Open connections one client IP may have; none when absent' })),
+  max_connection_rate: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'New connections one client IP may open per rate_interval_seconds; none when absent' })),
+  rate_interval_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+});
+export type ConnectionThrottleInput = Static<typeof ConnectionThrottleInput>;
+export interface ConnectionThrottle {
+  min_connections: number;
+  max_connections: number | null;
+  max_connection_rate: number | null;
+  rate_interval_seconds: number;
+}
+export const THROTTLE_DEFAULTS: ConnectionThrottle = { min_connections: 0, max_connections: null, max_connection_rate: null, rate_interval_seconds: 60 };
+
+/** PROXY protocol from clients: only peers in `trusted_cidrs` may (and must) send a header. */
+export const AcceptProxyProtocol = Strict({
+  enabled: Type.Optional(Type.Boolean()),
+  trusted_cidrs: Type.Optional(Type.Array(Cidr, { minItems: 1, maxItems: 1000 })),
+});
+export interface AcceptProxySettings {
+  enabled: boolean;
+  trusted_cidrs: string[];
+}
+
+/** One line per client connection (seed 001 connectionLogging). */
+export const CONNECTION_LOG_FORMATS = ['JSON', 'TEXT'] as const;
+export const ConnectionLogging = Strict({
+  enabled: Type.Optional(Type.Boolean()),
+  format: Type.Optional(StringEnum(CONNECTION_LOG_FORMATS)),
+  destination: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: '"stdout", or a file name under <data_dir>/logs/' })),
+});
+export interface ConnectionLoggingSettings {
+  enabled: boolean;
+  format: (typeof CONNECTION_LOG_FORMATS)[number];
+  destination: string;
+}
+export const CONNECTION_LOGGING_DEFAULTS: ConnectionLoggingSettings = { enabled: true, format: 'JSON', destination: 'stdout' };
+
 export const Timeouts = Strict({
   client_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
   backend_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
@@ -132,6 +189,8 @@ export const ListenerCreate = Strict({
   hsts: Type.Optional(Hsts),
   redirect_to_https: Type.Optional(RedirectToHttps),
   sni_routes: Type.Optional(SniRoutes),
+  accept_proxy_protocol: Type.Optional(AcceptProxyProtocol),
+  connection_logging: Type.Optional(ConnectionLogging),
 });
 export type ListenerCreate = Static<typeof ListenerCreate>;
 
@@ -149,6 +208,8 @@ export const ListenerPatch = Patch(
     hsts: Type.Union([Hsts, Type.Null()]),
     redirect_to_https: Type.Union([RedirectToHttps, Type.Null()]),
     sni_routes: SniRoutes,
+    accept_proxy_protocol: Type.Union([AcceptProxyProtocol, Type.Null()]),
+    connection_logging: Type.Union([ConnectionLogging, Type.Null()]),
   },
   { version: VersionField },
 );
@@ -173,6 +234,13 @@ export interface Listener {
   redirect_to_https?: RedirectSettings | null;
   /** TLS_PASSTHROUGH only: pools by SNI name; others go to default_pool_id. */
   sni_routes?: SniRoute[];
+  /** Managed at …/access-list; every listener type; checked when a connection is accepted. */
+  access_list?: NetworkItem[];
+  /** Managed at …/connection-throttle; null for none. */
+  connection_throttle?: ConnectionThrottle | null;
+  /** TCP-based listeners: a PROXY protocol header from trusted peers. */
+  accept_proxy_protocol?: AcceptProxySettings | null;
+  connection_logging?: ConnectionLoggingSettings | null;
   org_id: string;
   project_id: string;
   created_at: string;

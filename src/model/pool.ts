@@ -15,6 +15,12 @@ export const ALGORITHMS = [
 ] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
 
+/** PROXY protocol to backends (seed 002 `send_proxy_v2`): the real client's address first on each backend connection. */
+export const PROXY_PROTOCOL_VERSIONS = ['NONE', 'V1', 'V2'] as const;
+export type ProxyProtocolVersion = (typeof PROXY_PROTOCOL_VERSIONS)[number];
+/** Seed 002 `on_marked_down_action`: what happens to a backend's open connections when it turns unhealthy. */
+export const MARKED_DOWN_ACTIONS = ['NONE', 'SHUTDOWN_SESSIONS'] as const;
+
 export const PERSISTENCE_TYPES = ['SOURCE_IP', 'COOKIE', 'APP_COOKIE'] as const;
 
 export const AlgorithmConfig = Strict({
@@ -77,6 +83,9 @@ const PoolProps = {
   circuit_breaker: CircuitBreaker,
   passive_health: PassiveHealth,
   backend_tls: BackendTls,
+  proxy_protocol: StringEnum(PROXY_PROTOCOL_VERSIONS),
+  send_proxy_v2: Type.Boolean({ description: 'Seed 002 spelling: true is proxy_protocol V2, false NONE' }),
+  on_marked_down_action: StringEnum(MARKED_DOWN_ACTIONS),
   retries: Type.Integer({ minimum: 0, maximum: 10, description: 'Connect retries on another backend' }),
   load_balancer_id: Type.String({ minLength: 1, description: 'Owning load balancer; the pool is deleted with it' }),
 };
@@ -92,6 +101,9 @@ export const PoolCreate = Strict({
   circuit_breaker: Type.Optional(PoolProps.circuit_breaker),
   passive_health: Type.Optional(PoolProps.passive_health),
   backend_tls: Type.Optional(PoolProps.backend_tls),
+  proxy_protocol: Type.Optional(PoolProps.proxy_protocol),
+  send_proxy_v2: Type.Optional(PoolProps.send_proxy_v2),
+  on_marked_down_action: Type.Optional(PoolProps.on_marked_down_action),
   retries: Type.Optional(PoolProps.retries),
   load_balancer_id: Type.Optional(PoolProps.load_balancer_id),
   ...ScopeFields,
@@ -110,6 +122,9 @@ export const PoolPatch = Patch(
     circuit_breaker: PoolProps.circuit_breaker,
     passive_health: PoolProps.passive_health,
     backend_tls: Type.Union([PoolProps.backend_tls, Type.Null()]),
+    proxy_protocol: PoolProps.proxy_protocol,
+    send_proxy_v2: PoolProps.send_proxy_v2,
+    on_marked_down_action: PoolProps.on_marked_down_action,
     retries: PoolProps.retries,
   },
   { version: VersionField },
@@ -155,6 +170,9 @@ export interface Pool {
   passive_health?: PassiveHealth;
   /** TLS to the pool's backends, the default of each backend's own `tls`; absent or null: plain. */
   backend_tls?: BackendTls | null;
+  /** Absent in pools stored before it existed: NONE. */
+  proxy_protocol?: ProxyProtocolVersion;
+  on_marked_down_action?: (typeof MARKED_DOWN_ACTIONS)[number];
   retries: number;
   load_balancer_id: string | null;
   org_id: string;

@@ -35,6 +35,14 @@ export interface ListenerMetrics {
   readonly tcp: Map<string, CounterChild>;
 }
 
+/** The counters a UDP listener touches per datagram. */
+export interface UdpDatagramCounters {
+  readonly in: CounterChild;
+  readonly out: CounterChild;
+  readonly droppedIn: CounterChild;
+  readonly droppedOut: CounterChild;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly #requests: Counter<string>;
@@ -45,7 +53,13 @@ export class Metrics {
   readonly #handshakes: Counter<string>;
   readonly #handshakeErrors: Counter<string>;
   readonly #tcp: Counter<string>;
+  readonly #refused: Counter<string>;
   readonly #listeners = new Map<string, ListenerMetrics>();
+  readonly #udpSessions: Counter<string>;
+  readonly #udpDatagrams: Counter<string>;
+  readonly #udpDropped: Counter<string>;
+  /** `listener|pool|backend|result` → UDP sessions counter child (sessions end far less often than datagrams pass). */
+  readonly #udpSessionChildren = new Map<string, CounterChild>();
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -86,6 +100,30 @@ export class Metrics {
       name: 'fulcrum_tcp_connections_total',
       help: 'Connections a layer 4 listener (TLS passthrough) handled, by pool, backend and result',
       labelNames: ['listener', 'pool', 'backend', 'result'],
+      registers,
+    });
+    this.#refused = new Counter({
+      name: 'fulcrum_connections_refused_total',
+      help: 'Connections a listener refused when accepting them, by reason (access_list, max_connections, max_connection_rate, proxy_untrusted, proxy_invalid, proxy_timeout)',
+      labelNames: ['listener', 'reason'],
+      registers,
+    });
+    this.#udpSessions = new Counter({
+      name: 'fulcrum_udp_sessions_total',
+      help: 'UDP sessions a listener ended (ended_idle, backend_error, terminated, closed) or could not open (no_backend, table_full), by pool and backend (none when not opened)',
+      labelNames: ['listener', 'pool', 'backend', 'result'],
+      registers,
+    });
+    this.#udpDatagrams = new Counter({
+      name: 'fulcrum_udp_datagrams_total',
+      help: 'Datagrams a UDP listener received from clients (in) and sent back to them (out)',
+      labelNames: ['listener', 'direction'],
+      registers,
+    });
+    this.#udpDropped = new Counter({
+      name: 'fulcrum_udp_datagrams_dropped_total',
+      help: 'Datagrams of open UDP sessions dropped because the socket toward their destination had too many queued: to backends (in) or to clients (out)',
+      labelNames: ['listener', 'direction'],
       registers,
     });
     new Gauge({
@@ -157,6 +195,10 @@ export class Metrics {
     child.inc();
   }
 
+  refused(m: ListenerMetrics, reason: string): void {
+    this.#refused.labels(m.listenerId, reason).inc();
+  }
+
   /** One layer 4 connection's end: `result` is forwarded, or why it was not. */
   tcpConnection(m: ListenerMetrics, pool: string, backend: string, result: string): void {
     const key = `${pool}|${backend}|${result}`;
@@ -166,6 +208,27 @@ export class Metrics {
       m.tcp.set(key, child);
     }
     child.inc();
+  }
+
+  /** One UDP session's end, or a session not opened (`backend` none): `result` says which. */
+  udpSession(m: ListenerMetrics, pool: string, backend: string, result: string): void {
+    const key = `${m.listenerId}|${pool}|${backend}|${result}`;
+    let child = this.#udpSessionChildren.get(key);
+    if (!child) {
+      child = this.#udpSessions.labels(m.listenerId, pool, backend, result);
+      this.#udpSessionChildren.set(key, child);
+    }
+    child.inc();
+  }
+
+  /** A UDP listener's per-datagram counters, looked up once when its server is made. */
+  udpDatagrams(m: ListenerMetrics): UdpDatagramCounters {
+    return {
+      in: this.#udpDatagrams.labels(m.listenerId, 'in'),
+      out: this.#udpDatagrams.labels(m.listenerId, 'out'),
+      droppedIn: this.#udpDropped.labels(m.listenerId, 'in'),
+      droppedOut: this.#udpDropped.labels(m.listenerId, 'out'),
+    };
   }
 
   async text(): Promise<string> {

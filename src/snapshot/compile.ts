@@ -4,7 +4,7 @@
  * balancer, how the hash key is found) is made here, once per revision.
  */
 import { createBalancer } from '../balancing/index.ts';
-import { effectiveBackendTls } from '../control/backend-tls.ts';
+import { effectiveBackendTls, effectiveProxyProtocol } from '../control/backend-tls.ts';
 import { weightPlan } from '../control/backend-view.ts';
 import type { Backend } from '../model/backend.ts';
 import type { Certificate } from '../model/certificate.ts';
@@ -14,9 +14,13 @@ import type { BackendState } from '../runtime/backend-state.ts';
 import type { CircuitBreakerState } from '../runtime/circuit-breaker.ts';
 import type { ReadView } from '../store/store.ts';
 import { createHash } from 'node:crypto';
+import { type AccessList, compileAccessList } from '../policy/access-list.ts';
+import { CidrSet, type Network, parseNetwork } from '../policy/cidr.ts';
 import { type BackendTarget, type HashKeySource, type ListenerRuntime, type PoolRuntime, type RuntimeSnapshot, type SniTable, TargetLoad, type UpstreamSpec } from './snapshot.ts';
 
 export interface CompileDeps {
+  /** Compiled access lists by listener and version: rebuilt only when the listener changes. */
+  accessLists?: Map<string, { version: number; list: AccessList | null }>;
   state: BackendState;
   /** The pool's circuit breaker, created or reconfigured for this revision; null when disabled. */
   breaker(pool: Pool): CircuitBreakerState | null;
@@ -64,8 +68,9 @@ export function upstreamSpec(pool: Pool, b: Backend): UpstreamSpec {
   const tls = effectiveBackendTls(pool, b);
   const origin = `${tls.enabled ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${b.port}`;
   const ca = tls.ca === undefined ? '' : createHash('sha256').update(tls.ca).digest('base64url').slice(0, 16);
-  const key = `${b.server_id}|${origin}|${tls.http2 ? 'h2' : 'h1'}|${tls.verify ? 'verify' : 'noverify'}|${tls.servername ?? ''}|${ca}`;
-  return { key, serverId: b.server_id, origin, host, port: b.port, tls };
+  const proxyProtocol = effectiveProxyProtocol(pool, b);
+  const key = `${b.server_id}|${origin}|${tls.http2 ? 'h2' : 'h1'}|${tls.verify ? 'verify' : 'noverify'}|${tls.servername ?? ''}|${ca}|${proxyProtocol}`;
+  return { key, serverId: b.server_id, origin, host, port: b.port, tls, proxyProtocol };
 }
 
 /** RFC 6797 §6.1: the Strict-Transport-Security value a listener's `hsts` asks for. */
@@ -73,6 +78,26 @@ function hstsValue(l: Listener): string | null {
   const h = l.hsts;
   if (!h || l.protocol !== 'HTTPS') return null;
   return `max-age=${h.max_age_seconds}${h.include_subdomains ? '; includeSubDomains' : ''}${h.preload ? '; preload' : ''}`;
+}
+
+/**
+ * A listener's compiled access list, kept across revisions while the listener's version is the
+ * same. Items are validated when written; one that still cannot be compiled closes the listener to
+ * everyone (a DENY skipped would let its clients in).
+ */
+function accessListOf(l: Listener, deps: CompileDeps): AccessList | null {
+  const cached = deps.accessLists?.get(l.listener_id);
+  if (cached && cached.version === l.version) return cached.list;
+  let list: AccessList | null = null;
+  if (l.access_list && l.access_list.length > 0) {
+    try {
+      list = compileAccessList(l.access_list);
+    } catch {
+      list = { allows: () => false, size: l.access_list.length };
+    }
+  }
+  deps.accessLists?.set(l.listener_id, { version: l.version, list });
+  return list;
 }
 
 function sniTable(l: Listener, pools: ReadonlyMap<string, PoolRuntime>): SniTable | null {
@@ -109,7 +134,7 @@ function compilePool(pool: Pool, backends: Backend[], deps: CompileDeps): PoolRu
   });
   load.live();
   const index = new Map(targets.map((t, i) => [t.id, i]));
-  return { pool, targets, index, balancer, hashKey: hashKeySource(pool), retries: pool.retries, breaker: deps.breaker(pool), passive: pool.passive_health?.enabled !== false };
+  return { pool, targets, index, balancer, hashKey: hashKeySource(pool), retries: pool.retries, breaker: deps.breaker(pool), passive: pool.passive_health?.enabled !== false, shutdownOnDown: pool.on_marked_down_action === 'SHUTDOWN_SESSIONS' };
 }
 
 export function compile(config: ConfigSet, deps: CompileDeps): RuntimeSnapshot {
@@ -137,6 +162,8 @@ export function compile(config: ConfigSet, deps: CompileDeps): RuntimeSnapshot {
       redirect: l.protocol === 'HTTP' && l.redirect_to_https?.enabled ? l.redirect_to_https : null,
       sni: sniTable(l, pools),
       dropHeaders,
+      accessList: accessListOf(l, deps),
+      proxyFrom: l.accept_proxy_protocol?.enabled ? new CidrSet(l.accept_proxy_protocol.trusted_cidrs.map((c) => parseNetwork(c)).filter((n): n is Network => typeof n !== 'string')) : null,
     });
   }
   const backends = new Map(config.backends.map((b) => [b.server_id, { poolId: b.pool_id, record: deps.state.record(b.server_id) }]));

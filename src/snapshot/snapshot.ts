@@ -11,6 +11,8 @@ import type { Listener, RedirectSettings } from '../model/listener.ts';
 import type { Pool } from '../model/pool.ts';
 import type { BackendRecord } from '../runtime/backend-state.ts';
 import type { CircuitBreakerState } from '../runtime/circuit-breaker.ts';
+import type { AccessList } from '../policy/access-list.ts';
+import type { CidrSet } from '../policy/cidr.ts';
 import { effectiveWeight, type WeightPlan } from '../runtime/weight.ts';
 
 /** A backend that may take traffic in this revision (ENABLED; DISABLED and DRAINING are left out). */
@@ -34,6 +36,8 @@ export interface UpstreamSpec {
   readonly host: string;
   readonly port: number;
   readonly tls: EffectiveBackendTls;
+  /** PROXY protocol header sent first on each connection to the backend. */
+  readonly proxyProtocol: 'NONE' | 'V1' | 'V2';
 }
 
 /** TLS_PASSTHROUGH: the pool for a ClientHello's server name. */
@@ -60,6 +64,8 @@ export interface PoolRuntime {
   readonly breaker: CircuitBreakerState | null;
   /** Live traffic marks failing backends OFFLINE (passive health). */
   readonly passive: boolean;
+  /** on_marked_down_action SHUTDOWN_SESSIONS: a backend that turns unhealthy loses its open connections. */
+  readonly shutdownOnDown: boolean;
 }
 
 export interface ListenerRuntime {
@@ -78,6 +84,10 @@ export interface ListenerRuntime {
    * even when an HTTP listener reaches it too.
    */
   readonly dropHeaders: ReadonlySet<string>;
+  /** The listener's access list; null when it has none (everyone is let in). */
+  readonly accessList: AccessList | null;
+  /** Peers that may (and must) send a PROXY protocol header; null when the listener does not accept it. */
+  readonly proxyFrom: CidrSet | null;
 }
 
 export interface RuntimeSnapshot {

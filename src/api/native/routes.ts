@@ -13,6 +13,8 @@ import { CertificateCreate, CertificatePatch, CertificateQuery, CertificateRotat
 import type { ListenerService } from '../../control/listeners.ts';
 import type { LoadBalancerService } from '../../control/load-balancers.ts';
 import type { PoolService } from '../../control/pools.ts';
+import { type AccessControlService, MAX_NETWORK_ITEMS, type Versioned } from '../../control/access-control.ts';
+import { ConnectionThrottleInput, NetworkItemInput } from '../../model/listener.ts';
 
 export interface NativeServices {
   pools: PoolService;
@@ -21,6 +23,7 @@ export interface NativeServices {
   listeners: ListenerService;
   health: HealthStatusService;
   certificates: CertificateService;
+  accessControl: AccessControlService;
 }
 
 const Id = Type.String({ minLength: 1, maxLength: 128 });
@@ -215,5 +218,61 @@ export function registerNativeRoutes(api: FastifyInstance, s: NativeServices): v
     '/load-balancers/:lb_id/listeners/:listener_id',
     { schema: { tags: ['listeners'], params: ListenerParams } },
     async (req) => s.listeners.delete(req.params.lb_id, req.params.listener_id),
+  );
+
+  registerAccessControlRoutes(api, s);
+}
+
+// ── Access lists and connection throttles (listener sub-resources) ────────────────────────
+// Each write is a write of the listener: If-Match takes the listener's version, and the ETag of
+// every answer is the listener's version after it.
+
+const AccessListPath = '/load-balancers/:lb_id/listeners/:listener_id/access-list';
+const ThrottlePath = '/load-balancers/:lb_id/listeners/:listener_id/connection-throttle';
+const NetworkItemParams = Strict({ lb_id: Id, listener_id: Id, item_id: Id });
+const NetworkItemsBody = Strict({
+  network_items: Type.Array(NetworkItemInput, { minItems: 1, maxItems: MAX_NETWORK_ITEMS }),
+});
+
+/** Sends the listener version an access-control answer reflects as its ETag. */
+function tagged<T>(reply: FastifyReply, answer: Versioned<T>): T {
+  reply.header('etag', `"${answer.version}"`);
+  return answer.body;
+}
+
+function registerAccessControlRoutes(api: FastifyInstance, s: NativeServices): void {
+  const tags = ['access control'];
+  api.get<{ Params: Static<typeof ListenerParams> }>(AccessListPath, { schema: { tags, params: ListenerParams } }, async (req, reply) =>
+    tagged(reply, await s.accessControl.getAccessList(req.params.lb_id, req.params.listener_id)),
+  );
+  api.post<{ Params: Static<typeof ListenerParams>; Body: Static<typeof NetworkItemsBody> }>(
+    AccessListPath,
+    { schema: { tags, params: ListenerParams, body: NetworkItemsBody } },
+    async (req, reply) =>
+      tagged(reply, await s.accessControl.replaceAccessList(req.params.lb_id, req.params.listener_id, req.body.network_items, ifMatch(req.headers))),
+  );
+  api.put<{ Params: Static<typeof ListenerParams>; Body: Static<typeof NetworkItemsBody> }>(
+    AccessListPath,
+    { schema: { tags, params: ListenerParams, body: NetworkItemsBody } },
+    async (req, reply) =>
+      tagged(reply, await s.accessControl.appendAccessList(req.params.lb_id, req.params.listener_id, req.body.network_items, ifMatch(req.headers))),
+  );
+  api.delete<{ Params: Static<typeof ListenerParams> }>(AccessListPath, { schema: { tags, params: ListenerParams } }, async (req, reply) =>
+    tagged(reply, await s.accessControl.clearAccessList(req.params.lb_id, req.params.listener_id, ifMatch(req.headers))),
+  );
+  api.delete<{ Params: Static<typeof NetworkItemParams> }>(`${AccessListPath}/:item_id`, { schema: { tags, params: NetworkItemParams } }, async (req, reply) =>
+    tagged(reply, await s.accessControl.deleteNetworkItem(req.params.lb_id, req.params.listener_id, req.params.item_id, ifMatch(req.headers))),
+  );
+
+  api.get<{ Params: Static<typeof ListenerParams> }>(ThrottlePath, { schema: { tags, params: ListenerParams } }, async (req, reply) =>
+    tagged(reply, await s.accessControl.getThrottle(req.params.lb_id, req.params.listener_id)),
+  );
+  api.put<{ Params: Static<typeof ListenerParams>; Body: Static<typeof ConnectionThrottleInput> }>(
+    ThrottlePath,
+    { schema: { tags, params: ListenerParams, body: ConnectionThrottleInput } },
+    async (req, reply) => tagged(reply, await s.accessControl.putThrottle(req.params.lb_id, req.params.listener_id, req.body, ifMatch(req.headers))),
+  );
+  api.delete<{ Params: Static<typeof ListenerParams> }>(ThrottlePath, { schema: { tags, params: ListenerParams } }, async (req, reply) =>
+    tagged(reply, await s.accessControl.deleteThrottle(req.params.lb_id, req.params.listener_id, ifMatch(req.headers))),
   );
 }

@@ -22,7 +22,8 @@ import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
 type BreakerTicket = NonNullable<ReturnType<CircuitBreakerState['allow']>>;
 import type { BackendTarget, ListenerRuntime, PoolRuntime } from '../../snapshot/snapshot.ts';
 import { countsAsPassiveFailure, isHandshakeFailure, passiveOutcome } from '../../health/passive.ts';
-import { clientAddress, clientCertificate, clientConnection, downstreamResponseHeaders, h2Fields, requestHost, trailerFields, upstreamRequestHeaders } from './headers.ts';
+import { connectionFacts, noteBackend, peerAddress, proxyPreamble } from '../accept.ts';
+import { clientCertificate, clientConnection, downstreamResponseHeaders, h2Fields, requestHost, trailerFields, upstreamRequestHeaders } from './headers.ts';
 import { pickTarget } from './pick.ts';
 import type { Upstreams } from './upstreams.ts';
 
@@ -293,8 +294,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#res = writer(res);
     this.#h2 = isH2(res);
     this.#id = requestId(req.headers['x-request-id']);
-    this.#clientIp = clientAddress(req.socket.remoteAddress);
     this.#connection = clientConnection(req);
+    this.#clientIp = peerAddress(this.#connection);
     const length = req.headers['content-length'];
     // HTTP/2 frames the body itself: there is one unless the HEADERS frame ended the stream.
     this.#hasBody =
@@ -332,6 +333,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     const target = this.#pool.targets[index]!;
     this.#target = target;
     this.#index = index;
+    noteBackend(this.#connection, target.id);
     target.record.connections.add(this.#terminate);
     this.#deps.loadChanged(this.#pool, index);
 
@@ -354,7 +356,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#timedOut = false;
     let upstream;
     try {
-      upstream = this.#deps.upstreams.get(target.upstream, listener.timeouts.connect_ms);
+      const spec = target.upstream;
+      upstream =
+        spec.proxyProtocol === 'NONE'
+          ? this.#deps.upstreams.get(spec, listener.timeouts.connect_ms)
+          : this.#deps.upstreams.forClient(spec, listener.timeouts.connect_ms, this.#connection, proxyPreamble(spec.proxyProtocol, this.#connection)!);
     } catch (err) {
       // An address undici cannot reach at all: this backend fails, another may not.
       this.onResponseError(undefined, err as Error);
@@ -621,9 +627,9 @@ class Exchange implements Dispatcher.DispatchHandler {
 }
 
 /** Answers a request without a backend: refused, or nowhere to send it. */
-function answer(deps: ProxyDeps, view: ListenerView, req: ClientRequest, res: ClientResponse, status: number, reason: string): void {
+function answer(deps: ProxyDeps, view: ListenerView, req: ClientRequest, res: ClientResponse, status: number, reason: string, closeConnection = false): void {
   req.resume();
-  const close = view.closing || status === 400;
+  const close = view.closing || status === 400 || closeConnection;
   sendProblem(res, status, requestId(req.headers['x-request-id']), reason, close, view.runtime.responseHeaders);
   deps.metrics.request(view.metrics, view.runtime.pool?.pool.pool_id ?? 'none', 'none', status, 0);
   countBytes(clientConnection(req), view.metrics);
@@ -667,7 +673,13 @@ export function forward(deps: ProxyDeps, view: ListenerView, req: ClientRequest,
   if (problem !== null) return answer(deps, view, req, res, 400, problem);
   if (view.runtime.redirect !== null) return redirectToHttps(deps, view, req, res, view.runtime.redirect);
   if (req.method === 'CONNECT') return answer(deps, view, req, res, 405, 'CONNECT is not served by this listener');
-  const refusal = clientCertRefusal(view, clientConnection(req));
+  const connection = clientConnection(req);
+  // Let in over the connection throttle only to be told so (HTTPS: the answer needs TLS).
+  if (connectionFacts(connection)?.refused !== undefined) {
+    if ('stream' in req) req.stream.session?.close();
+    return answer(deps, view, req, res, 503, 'too many connections from your address', true);
+  }
+  const refusal = clientCertRefusal(view, connection);
   if (refusal !== null) return answer(deps, view, req, res, 403, refusal);
   if ('stream' in req) stopUploadAfterAnswer(req);
   if (req.url === '*') {

@@ -16,7 +16,8 @@ import { connectBackend } from '../backend-connect.ts';
 import { requestId } from '../../observability/request-id.ts';
 import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
 import type { PoolRuntime, UpstreamSpec } from '../../snapshot/snapshot.ts';
-import { clientAddress, upstreamRequestHeaders } from './headers.ts';
+import { upstreamRequestHeaders } from './headers.ts';
+import { connectionFacts, noteBackend, noteEnd, peerAddress, proxyPreamble } from '../accept.ts';
 import { clientCertRefusal, countBytes, headProblem, type ListenerView, originForm, type ProxyDeps, subjectFact } from './proxy.ts';
 
 /** How long a refused client has to read Fulcrum's answer before its socket is closed. */
@@ -47,11 +48,15 @@ function statusOf(chunk: Buffer): number {
 }
 
 /** A connection to the backend for one tunnel, over TLS when the backend asks for it; `ready` names the event that says it is up. */
-function dial(spec: UpstreamSpec): { socket: Socket; ready: 'connect' | 'secureConnect' } {
+function dial(spec: UpstreamSpec, preamble: Buffer | null): { socket: Socket; ready: 'connect' | 'secureConnect' } {
   const tls = spec.tls;
-  if (!tls.enabled) return { socket: connect({ host: spec.host, port: spec.port, noDelay: true }), ready: 'connect' };
+  const plain = connect({ host: spec.host, port: spec.port, noDelay: true });
+  // A PROXY protocol header goes first, before TLS too (queued until the connection is up).
+  if (preamble !== null) plain.write(preamble);
+  if (!tls.enabled) return { socket: plain, ready: 'connect' };
   // WebSocket handshakes are HTTP/1.1 (RFC 6455), whatever the pool speaks otherwise.
   const socket = connectTls({
+    socket: plain,
     host: spec.host,
     port: spec.port,
     rejectUnauthorized: tls.verify,
@@ -59,7 +64,7 @@ function dial(spec: UpstreamSpec): { socket: Socket; ready: 'connect' | 'secureC
     ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
     ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
   });
-  socket.setNoDelay(true);
+  plain.once('error', (err) => socket.destroy(err));
   return { socket, ready: 'secureConnect' };
 }
 
@@ -108,7 +113,8 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
     if (ticket === null) return refuse(503, `the circuit breaker of pool ${pool.pool.pool_id} is open`);
   }
 
-  const clientIp = clientAddress(client.remoteAddress);
+  const clientIp = peerAddress(client);
+  if (connectionFacts(client)?.refused !== undefined) return refuse(503, 'too many connections from your address');
   const headers = upstreamRequestHeaders(
     req,
     {
@@ -132,9 +138,12 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
     connectMs: listener.timeouts.connect_ms,
     now: deps.now,
     loadChanged: deps.loadChanged,
-    open: (target) => dial(target.upstream),
+    open: (target) => dial(target.upstream, proxyPreamble(target.upstream.proxyProtocol, client)),
     gone: () => client.destroyed,
-    closeClient: () => client.destroy(),
+    closeClient: (why) => {
+      noteEnd(client, why);
+      client.destroy();
+    },
     closed: (wasConnected) => {
       if (wasConnected) settle(0); // closed before answering the handshake (a no-op once it answered)
     },
@@ -145,6 +154,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
       settle(status);
     },
     connected: (target, upstream, terminate) => {
+      noteBackend(client, target.id);
       upstream.write(requestHead);
       upstream.once('data', (first: Buffer) => {
         const status = statusOf(first);

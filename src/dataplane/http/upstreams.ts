@@ -4,9 +4,11 @@
  * HTTP/2 session manager when the pool asks for h2. A pool no revision uses any more is closed
  * gracefully: in-flight requests finish.
  */
+import { connect as connectNet, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
-import { Pool } from 'undici';
+import { connect as connectTls } from 'node:tls';
+import type { buildConnector, Dispatcher } from 'undici';
+import { Client, Pool } from 'undici';
 import type { UpstreamSpec } from '../../snapshot/snapshot.ts';
 import { H2Upstream } from './h2-upstream.ts';
 
@@ -70,7 +72,45 @@ function open(spec: UpstreamSpec, connectMs: number): Upstream {
   });
 }
 
+/**
+ * Connections that start with a PROXY protocol header (plain, or with TLS on top of it): the header
+ * names one client, so such a connection belongs to that client alone.
+ */
+function preambleConnector(spec: UpstreamSpec, connectMs: number, preamble: Buffer): buildConnector.connector {
+  const tls = spec.tls;
+  return (_options, callback) => {
+    const plain = connectNet({ host: spec.host, port: spec.port, noDelay: true });
+    plain.write(preamble);
+    const socket: Socket = tls.enabled
+      ? connectTls({
+          socket: plain,
+          rejectUnauthorized: tls.verify,
+          ALPNProtocols: ['http/1.1'],
+          ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
+          ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+        })
+      : plain;
+    let settled = false;
+    const settle = (err: Error | null) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) {
+        socket.destroy();
+        callback(err, null);
+      } else callback(null, socket);
+    };
+    const timer = setTimeout(() => settle(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' })), connectMs);
+    socket.once(tls.enabled ? 'secureConnect' : 'connect', () => settle(null));
+    socket.once('error', (err) => settle(err));
+    plain.once('error', (err) => settle(err));
+  };
+}
+
 export class Upstreams {
+  /** Per client connection, the backends it was given connections of its own to (PROXY protocol). */
+  readonly #private = new WeakMap<Socket, Map<string, Client>>();
+
   /** By spec key, then connect timeout: a lookup per request without building a key string. */
   readonly #pools = new Map<string, Map<number, Upstream>>();
 
@@ -87,6 +127,37 @@ export class Upstreams {
       byTimeout.set(connectMs, pool);
     }
     return pool;
+  }
+
+  /**
+   * An upstream for one client connection only: every connection to the backend starts with that
+   * client's PROXY protocol header, so none is shared with another client (HAProxy marks such
+   * connections private too). Closed when the client connection closes.
+   */
+  forClient(spec: UpstreamSpec, connectMs: number, client: Socket, preamble: Buffer): Upstream {
+    let mine = this.#private.get(client);
+    if (!mine) {
+      const made = new Map<string, Client>();
+      mine = made;
+      this.#private.set(client, made);
+      client.once('close', () => {
+        for (const c of made.values()) void c.close().catch(() => {});
+        made.clear();
+      });
+    }
+    let upstream = mine.get(spec.key);
+    if (!upstream) {
+      upstream = new Client(spec.origin, {
+        pipelining: 1,
+        keepAliveTimeout: UPSTREAM_IDLE_MS,
+        keepAliveMaxTimeout: UPSTREAM_IDLE_MS,
+        keepAliveTimeoutThreshold: 1_000,
+        connect: preambleConnector(spec, connectMs, preamble),
+        strictContentLength: true,
+      });
+      mine.set(spec.key, upstream);
+    }
+    return upstream;
   }
 
   /** Closes a backend's idle connections now; in-flight requests on them finish first. */

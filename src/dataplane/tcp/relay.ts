@@ -9,6 +9,7 @@
 import { connect, type Socket } from 'node:net';
 import { passiveOutcome } from '../../health/passive.ts';
 import { connectBackend } from '../backend-connect.ts';
+import { noteBackend, noteEnd, proxyPreamble } from '../accept.ts';
 import type { ListenerMetrics, Metrics } from '../../observability/metrics.ts';
 import type { ListenerRuntime, PoolRuntime } from '../../snapshot/snapshot.ts';
 
@@ -34,6 +35,7 @@ function account(deps: RelayDeps, view: RelayView, client: Socket, pool: string,
 
 /** Refuses a connection that was never forwarded, counting why. */
 export function refuse(deps: RelayDeps, view: RelayView, client: Socket, result: string, pool = 'none', goodbye?: Buffer): void {
+  noteEnd(client, result);
   account(deps, view, client, pool, 'none', result);
   if (goodbye && client.writable) client.end(goodbye);
   client.destroySoon();
@@ -56,9 +58,15 @@ export function relay(deps: RelayDeps, view: RelayView, pool: PoolRuntime, clien
     loadChanged: deps.loadChanged,
     open: (target) => ({ socket: connect({ host: target.upstream.host, port: target.upstream.port, noDelay: true, allowHalfOpen: true }), ready: 'connect' }),
     gone: () => client.destroyed,
-    closeClient: () => client.destroy(),
+    closeClient: (why) => {
+      noteEnd(client, why);
+      client.destroy();
+    },
     failed: (tried) => refuse(deps, view, client, tried ? 'backend_failed' : 'no_backend', pool.pool.pool_id),
     connected: (target, upstream, terminate, connectMs) => {
+      noteBackend(client, target.id);
+      client.once('end', () => noteEnd(client, 'client_closed'));
+      upstream.once('end', () => noteEnd(client, 'backend_closed'));
       // Layer 4 has no response time: the connect time is what LEAST_RESPONSE_TIME sees.
       target.record.observe(deps.now(), connectMs, false);
       if (pool.passive) passiveOutcome(target.record, false, '', deps.now());
@@ -67,11 +75,16 @@ export function relay(deps: RelayDeps, view: RelayView, pool: PoolRuntime, clien
         account(deps, view, client, pool.pool.pool_id, target.id, 'forwarded');
       });
       upstream.once('close', () => client.destroySoon());
+      const preamble = proxyPreamble(target.upstream.proxyProtocol, client);
+      if (preamble !== null) upstream.write(preamble);
       if (first.length > 0) upstream.write(first);
       client.pipe(upstream);
       upstream.pipe(client);
       // Idle only when nothing moves either way: writes to the client count as activity too.
-      client.setTimeout(listener.timeouts.idle_ms, terminate);
+      client.setTimeout(listener.timeouts.idle_ms, () => {
+        noteEnd(client, 'idle_timeout');
+        terminate();
+      });
       client.resume();
     },
   });

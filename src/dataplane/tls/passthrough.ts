@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import type { PoolRuntime, SniTable } from '../../snapshot/snapshot.ts';
-import { clientAddress } from '../http/headers.ts';
+import { peerAddress } from '../accept.ts';
 import { refuse, relay, type RelayDeps, type RelayView } from '../tcp/relay.ts';
 import { parseClientHello } from './client-hello.ts';
 
@@ -62,9 +62,10 @@ export function passthrough(deps: RelayDeps, view: RelayView, client: Socket): v
       refuse(deps, view, client, 'no_route', 'none', UNRECOGNIZED_NAME);
       return;
     }
-    relay(deps, view, pool, client, clientAddress(client.remoteAddress), seen);
+    relay(deps, view, pool, client, peerAddress(client), seen);
   };
   client.on('data', onData);
+  client.resume();
   client.once('close', () => {
     clearTimeout(deadline);
     if (!decided) refuse(deps, view, client, 'client_closed');
