@@ -478,6 +478,22 @@ export class ListenerManager implements DataPlaneControl {
       bound.handle = udpServer(this.#proxy, bound, {
         admit: (ip) => this.#admit(bound, ip),
         refused: (reason) => this.metrics.refused(bound.metrics, reason),
+        ended: (s) => {
+          const logging = bound.listener.connection_logging;
+          if (!logging?.enabled) return;
+          this.#connectionLog.write(logging, {
+            started: s.startedAt,
+            ended: this.#now(),
+            listener: bound.listener.listener_id,
+            protocol: 'UDP',
+            client: s.clientIp,
+            clientPort: s.clientPort,
+            backends: [s.backend],
+            bytesIn: s.bytesIn,
+            bytesOut: s.bytesOut,
+            end: s.end,
+          });
+        },
       });
       this.#applySettings(bound);
       return bound;

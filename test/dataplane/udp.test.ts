@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import { Resolver } from 'node:dns/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AUTHORITATIVE_ANSWER, decode, encode } from 'dns-packet';
 import { startTestFulcrum, type TestFulcrum } from '../helpers/fulcrum.ts';
@@ -136,17 +137,17 @@ async function metric(name: string, labels: Record<string, string>): Promise<num
 }
 
 /** Polls until `check` holds (the metrics endpoint has no event to wait for). */
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+async function until(what: string | (() => string), check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
     await delay(20); // the polling cadence, not a wait for an outcome
   }
 }
 
 async function metricIs(name: string, labels: Record<string, string>, value: number): Promise<void> {
   let last = NaN;
-  await until(`${name}${JSON.stringify(labels)} = ${value} (last ${last})`, async () => (last = await metric(name, labels)) === value);
+  await until(() => `${name}${JSON.stringify(labels)} = ${value} (last ${last})`, async () => (last = await metric(name, labels)) === value);
 }
 
 /** Sends `text` through the listener and waits for the reply. */
@@ -163,15 +164,15 @@ describe('UDP listener', () => {
     const b = await dnsBackend('dns-b', '10.0.0.2');
     const lb = await setupUdp([a.port, b.port]);
 
-    // node's resolver opens a socket per query when none is pending: each query is a new session.
+    // A resolver of its own per query: a socket of its own, so each query is a new session.
     const answers: string[] = [];
     for (let i = 0; i < 4; i++) {
-      const resolver = new (await import('node:dns')).promises.Resolver({ timeout: 2000, tries: 1 });
+      const resolver = new Resolver({ timeout: 2000, tries: 1 });
       resolver.setServers([`127.0.0.1:${lb.port}`]);
       answers.push(...(await resolver.resolve4('app.test')));
     }
-    assert.deepEqual(answers.filter((x) => x === '10.0.0.1').length, 2, answers.join());
-    assert.deepEqual(answers.filter((x) => x === '10.0.0.2').length, 2, answers.join());
+    assert.equal(answers.filter((x) => x === '10.0.0.1').length, 2, answers.join());
+    assert.equal(answers.filter((x) => x === '10.0.0.2').length, 2, answers.join());
     assert.deepEqual([...a.seen, ...b.seen].map((s) => s.text), Array(4).fill('app.test'));
 
     // One client socket, several queries: one session, so one backend answers them all.
@@ -249,6 +250,20 @@ describe('UDP listener', () => {
     assert.equal(await metric('fulcrum_backend_active_connections', { backend: dead }), 0, 'its slot is free');
     // Same client address and port, new session, new pick.
     assert.equal(await ask(victim, lb.port, 'again'), 'live:again');
+
+    // Passive health counts each refusal: at the third the backend is OFFLINE and new sessions avoid it.
+    for (let i = 0; (await metric('fulcrum_udp_sessions_total', refused)) < 3; i++) {
+      assert.ok(i < 10, 'round robin keeps picking the closed port until it is OFFLINE');
+      const client = await bound();
+      const got: string[] = [];
+      client.on('message', (m: Buffer) => got.push(m.toString()));
+      const before = await metric('fulcrum_udp_sessions_total', refused);
+      client.send('more', lb.port, '127.0.0.1');
+      await until('a reply or a refused session', async () => got.length > 0 || (await metric('fulcrum_udp_sessions_total', refused)) > before);
+    }
+    const view = await t.api.get(`/api/v1/pools/${lb.poolId}/backends/${dead}`);
+    assert.equal(view.body.status, 'OFFLINE', JSON.stringify(view.body));
+    for (let i = 0; i < 4; i++) assert.equal(await ask(await bound(), lb.port, `after-${i}`), `live:after-${i}`);
   });
 
   it('deleting a backend with ?force=true ends its sessions; their clients move to another backend', async () => {
@@ -291,7 +306,8 @@ describe('UDP listener', () => {
     assert.equal(a.seen.length, 0);
     assert.equal(await metric('fulcrum_connections_active', { listener: lb.listenerId }), 0);
 
-    assert.equal((await t.api.post(`${lb.listenerPath}/access-list`, { network_items: [] })).status, 200);
+    const cleared = await t.api.delete(`${lb.listenerPath}/access-list`);
+    assert.ok(cleared.status < 300, JSON.stringify(cleared.body));
     assert.equal(await ask(client, lb.port, 'allowed'), 'a:allowed');
   });
 
@@ -311,6 +327,18 @@ describe('UDP listener', () => {
     assert.equal(await metric('fulcrum_connections_active', { listener: lb.listenerId }), 3);
   });
 
+  it("a backend's max_connections counts sessions: a full backend takes no new one (no_backend)", async () => {
+    const a = await echoBackend('a');
+    const lb = await setupUdp([a.port]);
+    assert.equal((await t.api.patch(`/api/v1/pools/${lb.poolId}/backends/${lb.backendIds[0]}`, { max_connections: 1 })).status, 200);
+    const [c1, c2] = await Promise.all([bound(), bound()]);
+    assert.equal(await ask(c1!, lb.port, '1'), 'a:1');
+    c2!.send('2', lb.port, '127.0.0.1');
+    await metricIs('fulcrum_udp_sessions_total', { listener: lb.listenerId, pool: lb.poolId, result: 'no_backend' }, 1);
+    assert.deepEqual(a.seen.map((s) => s.text), ['1']);
+    assert.equal(await ask(c1!, lb.port, '1b'), 'a:1b', 'the session holding the slot goes on');
+  });
+
   it('a session keeps its backend across revisions; deleting the listener ends its sessions and frees their slots', async () => {
     const a = await echoBackend('a');
     const b = await echoBackend('b');
@@ -324,7 +352,8 @@ describe('UDP listener', () => {
     assert.equal(await ask(old, lb.port, 'y'), 'a:y', 'the open session stays with its backend');
     assert.equal(await ask(await bound(), lb.port, 'z'), 'b:z', 'a new session follows the new pool');
 
-    assert.equal((await t.api.delete(lb.listenerPath)).status, 204);
+    const deleted = await t.api.delete(lb.listenerPath);
+    assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
     await metricIs('fulcrum_udp_sessions_total', { listener: lb.listenerId, result: 'closed' }, 2);
     assert.equal(await metric('fulcrum_connections_active', { listener: lb.listenerId }), 0);
     assert.equal(await metric('fulcrum_backend_active_connections', { pool: lb.poolId }), 0);

@@ -65,6 +65,20 @@ export interface UdpView {
 export interface UdpFront {
   admit(clientIp: string): Admission;
   refused(reason: Refusal): void;
+  /** A session ended (for connection logging). */
+  ended?(session: EndedSession): void;
+}
+
+/** What connection logging says of a UDP session. */
+export interface EndedSession {
+  clientIp: string;
+  clientPort: number;
+  backend: string;
+  /** ms since epoch */
+  startedAt: number;
+  bytesIn: number;
+  bytesOut: number;
+  end: string;
 }
 
 /** Sessions one listener holds at most, whatever its connection_limit (each holds a port and a descriptor). */
@@ -75,6 +89,13 @@ const SWEEP_MAX_MS = 1_000;
 const MAX_PENDING = 64;
 /** Datagrams waiting in a socket's send queue before more toward that peer are dropped. */
 const MAX_SEND_QUEUE = 256;
+
+/**
+ * The listener socket's receive buffer: every client's datagrams wait there while the event loop is
+ * busy, and the default (~208 KiB, about 250 small datagrams) overflows on a burst. The kernel caps
+ * it at net.core.rmem_max.
+ */
+const LISTENER_RECV_BUFFER = 4 * 1024 * 1024;
 
 /** Layer 4 has no request to hash but the client's address. */
 const NO_HEADERS = { headers: {} };
@@ -104,6 +125,10 @@ interface Session {
   pending: Buffer[] | null;
   answered: boolean;
   ended: boolean;
+  /** Bytes from and to the client, and when it began (ms since epoch), for its log line. */
+  bytesIn: number;
+  bytesOut: number;
+  readonly startedAt: number;
 }
 
 class UdpListener implements ListenerServer {
@@ -127,7 +152,7 @@ class UdpListener implements ListenerServer {
   }
 
   listen(host: string, port: number): Promise<void> {
-    const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
+    const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: LISTENER_RECV_BUFFER });
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => {
         socket.close();
@@ -177,6 +202,7 @@ class UdpListener implements ListenerServer {
     const session = this.#sessions.get(key) ?? this.#open(key, rinfo);
     if (session === undefined) return;
     session.lastSeen = performance.now();
+    session.bytesIn += msg.length;
     if (session.pending !== null) {
       if (session.pending.length < MAX_PENDING) session.pending.push(msg);
       else this.#counters.droppedIn.inc();
@@ -231,6 +257,9 @@ class UdpListener implements ListenerServer {
       lastSeen: now,
       pending: [],
       answered: false,
+      bytesIn: 0,
+      bytesOut: 0,
+      startedAt: this.#deps.now(),
       ended: false,
     };
     this.#sessions.set(key, session);
@@ -270,6 +299,7 @@ class UdpListener implements ListenerServer {
       return;
     }
     listener.send(msg, session.port, session.address);
+    session.bytesOut += msg.length;
     this.#counters.out.inc();
     this.#view.metrics.bytesOut.inc(msg.length);
   }
@@ -302,6 +332,15 @@ class UdpListener implements ListenerServer {
     session.release();
     this.#view.metrics.connections.dec();
     this.#deps.metrics.udpSession(this.#view.metrics, session.pool.pool.pool_id, session.target.id, result);
+    this.#front.ended?.({
+      clientIp: clientAddress(session.address),
+      clientPort: session.port,
+      backend: session.target.id,
+      startedAt: session.startedAt,
+      bytesIn: session.bytesIn,
+      bytesOut: session.bytesOut,
+      end: result,
+    });
   }
 
   /** Keeps one sweep running while there are sessions, at the period the current idle_ms asks for. */
