@@ -5,7 +5,16 @@ import { HOST } from './net.ts';
  * Ports of the benchmark, apart from ../shared/bench-peers (8081, 9101–9103). Others on this machine
  * may hold them too (a developer's Fulcrum on 18080): `--port-offset` shifts them all, once, at start.
  */
-export const PORTS = { origins: [19101, 19102, 19103], haproxy: 18080, fulcrum: 18081, haproxyTls: 18443, fulcrumTls: 18444 };
+export const PORTS = {
+  origins: [19101, 19102, 19103],
+  haproxy: 18080,
+  fulcrum: 18081,
+  haproxyTls: 18443,
+  fulcrumTls: 18444,
+  /** The layer 4 pair (tcp-* scenarios): HAProxy's `mode tcp` frontend and Fulcrum's TCP listener. */
+  haproxyTcp: 18090,
+  fulcrumTcp: 18091,
+};
 
 export function shiftPorts(offset: number): void {
   PORTS.origins = PORTS.origins.map((p) => p + offset);
@@ -13,6 +22,8 @@ export function shiftPorts(offset: number): void {
   PORTS.fulcrum += offset;
   PORTS.haproxyTls += offset;
   PORTS.fulcrumTls += offset;
+  PORTS.haproxyTcp += offset;
+  PORTS.fulcrumTcp += offset;
 }
 
 /**
@@ -64,7 +75,8 @@ export interface HaproxyTls {
 /**
  * HAProxy in mode http, round robin over the origins, reusing server connections across clients.
  * With `tls`, a second frontend terminates TLS in front of the same backend, in the same process
- * (so with the same threads).
+ * (so with the same threads). With `tcp`, a `mode tcp` frontend and backend relay bytes to the same
+ * origins, also in the same process: see the comment at `fe_tcp` below.
  *
  * Its session resumption is set to behave as Fulcrum's (Node's) does, so that tls-hs compares the
  * same mix of full and resumed handshakes (bench/README.md, "TLS session resumption"):
@@ -77,7 +89,7 @@ export interface HaproxyTls {
  *   and Fulcrum does not handle 'newSession'/'resumeSession'): a TLS 1.2 client cannot resume by
  *   session id on either peer. Tickets (TLS 1.2 and 1.3) work on both.
  */
-export function haproxyConf(tls?: HaproxyTls): string {
+export function haproxyConf(tls: HaproxyTls | undefined, tcp: boolean): string {
   const servers = PORTS.origins.map((p, i) => `    server s${i + 1} ${HOST}:${p}`).join('\n');
   const tlsGlobal = tls ? '\n    tune.ssl.cachesize 0           # no session-id cache, like Fulcrum: see haproxyConf() in bench/http/configs.ts' : '';
   const tlsFrontend = tls
@@ -87,7 +99,22 @@ export function haproxyConf(tls?: HaproxyTls): string {
     default_backend be
 `
     : '';
-  return `# Written by bench/http/run.ts for one run. Reference L7 proxy. Run as: haproxy -db -f <this file>
+  // A mode tcp frontend can only use a mode tcp backend, hence a second backend over the same
+  // servers. Both override the defaults' `mode http`; the http-only settings there (keep-alive
+  // timeout) do not apply to them. No `option splice-auto`: HAProxy's default relay through user
+  // space, as in the reference measurement (../shared/bench-peers, conf/haproxy-tcp.cfg).
+  const tcpSection = tcp
+    ? `frontend fe_tcp
+    mode tcp
+    bind ${HOST}:${PORTS.haproxyTcp}
+    default_backend be_tcp
+backend be_tcp
+    mode tcp
+    balance roundrobin
+${servers}
+`
+    : '';
+  return `# Written by bench/http/run.ts for one run. Reference proxy (L7; L4 with tcp-* scenarios). Run as: haproxy -db -f <this file>
 global
     maxconn ${HAPROXY_MAXCONN}     # see HAPROXY_MAXCONN in bench/http/configs.ts
     no strict-limits${tlsGlobal}
@@ -105,5 +132,5 @@ ${tlsFrontend}backend be
     balance roundrobin
     http-reuse always
 ${servers}
-`;
+${tcpSection}`;
 }

@@ -1,5 +1,5 @@
 // Fulcrum as a peer: started from this repository's sources with the pinned Node, configured only
-// through its management API (as an operator would), then probed on its HTTP (and HTTPS) listener.
+// through its management API (as an operator would), then probed on its HTTP (and HTTPS, and TCP) listener.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -22,6 +22,8 @@ export interface FulcrumOptions {
   require200: boolean;
   /** With tls-* scenarios: the certificate to upload and serve on an HTTPS listener. */
   tls: TlsFiles | undefined;
+  /** With tcp-* scenarios: a TCP listener (layer 4 relay) over the same pool. */
+  tcp: boolean;
 }
 
 /** Minimal API client: JSON in, JSON out, any non-2xx is an error that names the call. */
@@ -71,6 +73,7 @@ export async function startFulcrum(o: FulcrumOptions): Promise<Peer> {
     name: 'fulcrum',
     port: PORTS.fulcrum,
     tlsPort: o.tls ? PORTS.fulcrumTls : undefined,
+    tcpPort: o.tcp ? PORTS.fulcrumTcp : undefined,
     group: undefined,
     startStatus: 0,
     logFile,
@@ -81,6 +84,15 @@ export async function startFulcrum(o: FulcrumOptions): Promise<Peer> {
     const alive = () => isRunning(peer.group!);
     const t = await waitFor(PORTS.fulcrumTls, (x) => x.status === peer.startStatus, { timeoutMs: 10_000, alive, what: 'fulcrum (HTTPS)', ca: tls.caPem });
     if (t.status !== peer.startStatus) throw new Error(`Fulcrum's HTTPS listener answers ${t.status}, its HTTP listener ${peer.startStatus}`);
+  };
+  /**
+   * Waits until the TCP listener relays to the origin. The answer is the origin's own, so 200 even
+   * when the HTTP listener answers something else: anything but 200 means the relay is broken.
+   */
+  const waitTcp = async () => {
+    const alive = () => isRunning(peer.group!);
+    const t = await waitFor(PORTS.fulcrumTcp, (x) => x.status === 200, { timeoutMs: 10_000, alive, what: 'fulcrum (TCP)' });
+    if (t.status !== 200) throw new Error(`Fulcrum's TCP listener relayed ${t.status} from the origin, not 200`);
   };
 
   try {
@@ -132,6 +144,20 @@ export async function startFulcrum(o: FulcrumOptions): Promise<Peer> {
       if (https.status !== 'ACTIVE') throw new Error(`HTTPS listener is ${https.status}: ${https.status_message}`);
       await waitTls(o.tls);
     }
+
+    if (o.tcp) {
+      // The same pool as the HTTP listener (ROUND_ROBIN over the three origins, no health check),
+      // and the listener's defaults otherwise (timeouts, no connection limit, no PROXY protocol).
+      const tcp = await call('POST', `/load-balancers/${lb.lb_id}/listeners`, {
+        name: 'bench-tcp',
+        protocol: 'TCP',
+        bind_address: HOST,
+        port: PORTS.fulcrumTcp,
+        default_pool_id: pool.pool_id,
+      });
+      if (tcp.status !== 'ACTIVE') throw new Error(`TCP listener is ${tcp.status}: ${tcp.status_message}`);
+      await waitTcp();
+    }
   } catch (err) {
     throw withLog(err);
   }
@@ -144,6 +170,7 @@ export async function startFulcrum(o: FulcrumOptions): Promise<Peer> {
       const alive = () => isRunning(peer.group!);
       await waitFor(PORTS.fulcrum, (x) => x.status === peer.startStatus, { timeoutMs: 10_000, alive, what: 'fulcrum' });
       if (o.tls) await waitTls(o.tls);
+      if (o.tcp) await waitTcp();
     } catch (err) {
       throw withLog(err);
     }

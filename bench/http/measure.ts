@@ -1,4 +1,5 @@
-// One measurement = one row: wrk scenarios (ka*, close*, tls-ka*, tls-hs*) and the bulk download.
+// One measurement = one row: wrk scenarios (ka*, close*, tls-ka*, tls-hs*, tcp-ka*) and the bulk
+// downloads (bulk, tcp-bulk).
 // The proxy's CPU is read from /proc around the run, its RSS at the end, both over its whole process tree.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,22 +19,39 @@ export interface Bench {
 
 export const LUA = join(import.meta.dirname, 'wrk-json.lua');
 
+/**
+ * Which of a peer's listeners a scenario goes through: the HTTP one, the TLS one, or the layer 4 one
+ * (HAProxy's mode tcp frontend, Fulcrum's TCP listener), which relays wrk's HTTP to the origin as bytes.
+ */
+export type Via = 'http' | 'tls' | 'tcp';
+
 export interface WrkShape {
   conns: number;
   /** `Connection: close`: a new connection (and, over TLS, a new handshake) per request. */
   close: boolean;
-  /** Over TLS, to the peer's TLS port. */
-  tls: boolean;
+  via: Via;
 }
 
 /**
  * `ka64` → 64 keep-alive connections; `close64` → 64 connections, each closed after one request;
- * `tls-ka64` and `tls-hs64` → the same two over TLS (hs: a handshake per request).
+ * `tls-ka64` and `tls-hs64` → the same two over TLS (hs: a handshake per request); `tcp-ka64` →
+ * `ka64` through the layer 4 listener.
  */
 export function wrkShape(scenario: string): WrkShape | undefined {
-  const m = /^(ka|close|tls-ka|tls-hs)(\d+)$/.exec(scenario);
+  const m = /^(ka|close|tls-ka|tls-hs|tcp-ka)(\d+)$/.exec(scenario);
   if (!m) return undefined;
-  return { conns: Number(m[2]), close: m[1] === 'close' || m[1] === 'tls-hs', tls: m[1]!.startsWith('tls-') };
+  const via: Via = m[1]!.startsWith('tls-') ? 'tls' : m[1] === 'tcp-ka' ? 'tcp' : 'http';
+  return { conns: Number(m[2]), close: m[1] === 'close' || m[1] === 'tls-hs', via };
+}
+
+/** The bulk scenarios: `bulk` through the HTTP listener, `tcp-bulk` through the layer 4 one. */
+export function bulkVia(scenario: string): Via | undefined {
+  return scenario === 'bulk' ? 'http' : scenario === 'tcp-bulk' ? 'tcp' : undefined;
+}
+
+/** The peer's port for `via`, or undefined when it has no such listener in this run. */
+export function portOf(peer: Peer, via: Via): number | undefined {
+  return via === 'tls' ? peer.tlsPort : via === 'tcp' ? peer.tcpPort : peer.port;
 }
 
 /** CPU/RSS/connection counters around `fn`, as row fields. */
@@ -61,14 +79,15 @@ async function counted<T>(b: Bench, peer: Peer, fn: () => Promise<T>): Promise<{
 function wrkArgs(peer: Peer, shape: WrkShape, seconds: number): string[] {
   const args = ['-t1', `-c${shape.conns}`, `-d${seconds}s`, '--timeout', '5s', '-s', LUA];
   if (shape.close) args.push('-H', 'Connection: close');
-  if (shape.tls && peer.tlsPort === undefined) throw new Error(`${peer.name} has no TLS listener`);
-  args.push(shape.tls ? `https://${HOST}:${peer.tlsPort}/` : `http://${HOST}:${peer.port}/`);
+  const port = portOf(peer, shape.via);
+  if (port === undefined) throw new Error(`${peer.name} has no ${shape.via.toUpperCase()} listener`);
+  args.push(`${shape.via === 'tls' ? 'https' : 'http'}://${HOST}:${port}/`);
   return args;
 }
 
-/** 1 s of ka64 (or tls-ka64), not recorded: JIT, connection pools and caches warm up. */
-export async function warmUp(b: Bench, peer: Peer, tls = false): Promise<void> {
-  await runGroup('wrk-warmup', b.tools.wrk, wrkArgs(peer, { conns: 64, close: false, tls }, 1));
+/** 1 s of ka64 (or tls-ka64, tcp-ka64), not recorded: JIT, connection pools and caches warm up. */
+export async function warmUp(b: Bench, peer: Peer, via: Via = 'http'): Promise<void> {
+  await runGroup('wrk-warmup', b.tools.wrk, wrkArgs(peer, { conns: 64, close: false, via }, 1));
 }
 
 export async function runWrk(b: Bench, peer: Peer, scenario: string, round: number): Promise<Row> {
@@ -96,16 +115,20 @@ function childCpuSeconds(text: string): number | undefined {
   return m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) : undefined;
 }
 
-/** One GET of the 1 GiB object, single stream, body discarded by curl. */
-export async function runBulk(b: Bench, peer: Peer, round: number): Promise<Row> {
-  const raw = join(b.rawDir, `${peer.name}.bulk.r${round}.txt`);
-  const args = ['-s', '-o', '/dev/null', '--max-time', '120', '-w', '%{http_code} %{size_download} %{time_total}\\n', `http://${HOST}:${peer.port}/big`];
+/** One GET of the 1 GiB object, single stream, body discarded by curl (`bulk`, or `tcp-bulk` through the layer 4 listener). */
+export async function runBulk(b: Bench, peer: Peer, scenario: string, round: number): Promise<Row> {
+  const via = bulkVia(scenario);
+  if (!via) throw new Error(`not a bulk scenario: ${scenario}`);
+  const port = portOf(peer, via);
+  if (port === undefined) throw new Error(`${peer.name} has no ${via.toUpperCase()} listener`);
+  const raw = join(b.rawDir, `${peer.name}.${scenario}.r${round}.txt`);
+  const args = ['-s', '-o', '/dev/null', '--max-time', '120', '-w', '%{http_code} %{size_download} %{time_total}\\n', `http://${HOST}:${port}/big`];
   const { fields } = await counted(b, peer, () => runGroup('curl', b.tools.curl, args, { logFile: raw }));
   const [code, bytes, seconds] = readFileSync(raw, 'utf8').trim().split(/\s+/).map(Number);
   const ok = code !== undefined && code >= 200 && code < 300;
   return {
     peer: peer.name,
-    scenario: 'bulk',
+    scenario,
     round,
     ...fields,
     http_code: code ?? 0,

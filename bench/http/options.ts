@@ -3,20 +3,24 @@ import { parseArgs } from 'node:util';
 
 export const USAGE = `Usage: node bench/http/run.ts [options]      (npm run bench -- [options])
 
-HTTP load benchmark of Fulcrum against HAProxy and a direct origin, on 127.0.0.1 only.
+HTTP (and layer 4) load benchmark of Fulcrum against HAProxy and a direct origin, on 127.0.0.1 only.
 
   --duration S        seconds per wrk run (default 5)
   --rounds N          interleaved rounds; tables show the median (default 3)
   --scenarios LIST    comma-separated: ka<N> (keep-alive, N connections), close<N> (Connection: close),
                       tls-ka<N> (keep-alive over TLS), tls-hs<N> (a TLS handshake per request),
-                      bulk (1 GiB download), idle10k (10,000 idle connections)
-                      (default ka64,ka256,close64,tls-ka64,tls-hs64,bulk,idle10k; direct skips tls-*)
+                      tcp-ka<N> (keep-alive through the TCP listener / HAProxy mode tcp),
+                      bulk (1 GiB download), tcp-bulk (the same through the TCP listener),
+                      idle10k (10,000 idle connections)
+                      (default ka64,ka256,close64,tls-ka64,tls-hs64,tcp-ka64,bulk,tcp-bulk,idle10k;
+                      direct skips tls-*)
   --peers LIST        comma-separated, in this order: direct, haproxy, fulcrum (default all three)
   --fulcrum-args ARGS extra arguments for Fulcrum's node command, e.g. '--cpu-prof' (a profile without
                       a directory is written to the results folder). Also: env FULCRUM_BENCH_NODE_ARGS
   --require-200       fail unless Fulcrum's listener answers 200 (default: warn, measure, count non-2xx)
-  --port-offset N     add N to every fixed port (origin 19101-19103, HAProxy 18080 and TLS 18443,
-                      Fulcrum 18081 and TLS 18444), when something else holds them (default 0)
+  --port-offset N     add N to every fixed port (origin 19101-19103, HAProxy 18080, TLS 18443 and
+                      TCP 18090, Fulcrum 18081, TLS 18444 and TCP 18091), when something else holds
+                      them (default 0)
   --report DIR        only print the tables of an earlier results folder
   -h, --help          this text
 
@@ -24,7 +28,7 @@ Results: bench/.tmp/results/<timestamp>/ (results.jsonl, table.md, raw/, logs/).
 
 export const PEERS = ['direct', 'haproxy', 'fulcrum'] as const;
 
-export const DEFAULT_SCENARIOS = 'ka64,ka256,close64,tls-ka64,tls-hs64,bulk,idle10k';
+export const DEFAULT_SCENARIOS = 'ka64,ka256,close64,tls-ka64,tls-hs64,tcp-ka64,bulk,tcp-bulk,idle10k';
 
 export interface Options {
   duration: number;
@@ -82,7 +86,7 @@ export function parseOptions(argv: string[]): Options {
     throw new Error(`--port-offset: a whole number from -10000 to 40000, not ${values['port-offset']}`);
   }
   for (const s of o.scenarios) {
-    if (!/^(ka|close|tls-ka|tls-hs)[1-9]\d*$/.test(s) && s !== 'bulk' && s !== 'idle10k') throw new Error(`--scenarios: unknown scenario ${s}`);
+    if (!/^(ka|close|tls-ka|tls-hs|tcp-ka)[1-9]\d*$/.test(s) && !['bulk', 'tcp-bulk', 'idle10k'].includes(s)) throw new Error(`--scenarios: unknown scenario ${s}`);
   }
   for (const p of o.peers) {
     if (!(PEERS as readonly string[]).includes(p)) throw new Error(`--peers: unknown peer ${p} (known: ${PEERS.join(', ')})`);

@@ -16,6 +16,11 @@ export interface Peer {
   port: number;
   /** The port of its TLS listener, when the run has tls-* scenarios (never for `direct`). */
   tlsPort: number | undefined;
+  /**
+   * The port of its layer 4 listener (HAProxy's mode tcp frontend, Fulcrum's TCP listener), when the
+   * run has tcp-* scenarios; for `direct` the origin itself, which is what a byte relay leads to.
+   */
+  tcpPort: number | undefined;
   /** The proxy's process group; undefined for `direct` (no proxy: wrk talks to the origin). */
   group: Group | undefined;
   /** Status of the first answer on `/` after start (Fulcrum answers 503 until forwarding lands). */
@@ -64,9 +69,9 @@ export async function startOrigin(tools: Tools, stateDir: string, wwwDir: string
   return g;
 }
 
-export async function startHaproxy(tools: Tools, stateDir: string, logDir: string, tls: TlsFiles | undefined): Promise<Peer> {
+export async function startHaproxy(tools: Tools, stateDir: string, logDir: string, tls: TlsFiles | undefined, tcp: boolean): Promise<Peer> {
   const conf = join(stateDir, 'haproxy.cfg');
-  writeFileSync(conf, haproxyConf(tls));
+  writeFileSync(conf, haproxyConf(tls, tcp));
   const logFile = join(logDir, 'haproxy.log');
   const launch = async (): Promise<Group> => {
     // -db: foreground, no daemon and no master process, so the group is exactly HAProxy
@@ -78,12 +83,18 @@ export async function startHaproxy(tools: Tools, stateDir: string, logDir: strin
       const t = await waitFor(PORTS.haproxyTls, (x) => x.status === 200, { timeoutMs: 10_000, alive, what: 'haproxy (TLS)', ca: tls.caPem });
       if (t.status !== 200) throw new Error(`haproxy's TLS frontend answered ${t.status}; see ${logFile}`);
     }
+    if (tcp) {
+      // An HTTP answer through a byte relay is the origin's own: 200 means the relay reaches it.
+      const t = await waitFor(PORTS.haproxyTcp, (x) => x.status === 200, { timeoutMs: 10_000, alive, what: 'haproxy (mode tcp)' });
+      if (t.status !== 200) throw new Error(`haproxy's mode tcp frontend answered ${t.status}; see ${logFile}`);
+    }
     return group;
   };
   const peer: Peer = {
     name: 'haproxy',
     port: PORTS.haproxy,
     tlsPort: tls ? PORTS.haproxyTls : undefined,
+    tcpPort: tcp ? PORTS.haproxyTcp : undefined,
     group: await launch(),
     startStatus: 200,
     logFile,
@@ -97,8 +108,10 @@ export async function startHaproxy(tools: Tools, stateDir: string, logDir: strin
 }
 
 export function directPeer(): Peer {
-  // The origin speaks plain HTTP only: no TLS port, so tls-* scenarios skip it.
-  return { name: 'direct', port: PORTS.origins[0]!, tlsPort: undefined, group: undefined, startStatus: 200, logFile: undefined, restart: undefined };
+  // The origin speaks plain HTTP only: no TLS port, so tls-* scenarios skip it. For tcp-* it is
+  // the same origin port (the ceiling of any relay), so its tcp-* rows repeat its ka/bulk ones.
+  const port = PORTS.origins[0]!;
+  return { name: 'direct', port, tlsPort: undefined, tcpPort: port, group: undefined, startStatus: 200, logFile: undefined, restart: undefined };
 }
 
 /** Last lines of a log, for error messages. */

@@ -14,7 +14,7 @@ import { portFree, freePort } from './net.ts';
 import { PORTS, shiftPorts } from './configs.ts';
 import { ensureBigFile, startOrigin, startHaproxy, directPeer, tail, type Peer } from './peers.ts';
 import { startFulcrum, fulcrumNodeArgs, REPO_ROOT } from './fulcrum.ts';
-import { warmUp, runWrk, runBulk, wrkShape, type Bench } from './measure.ts';
+import { warmUp, runWrk, runBulk, wrkShape, bulkVia, portOf, type Bench, type Via } from './measure.ts';
 import { runIdle } from './idle.ts';
 import { renderReport, unequalResumption, type Row, type ReportMeta } from './report.ts';
 import { makeCertificates, probeResumption } from './tls.ts';
@@ -59,7 +59,8 @@ function writeMeta(dir: string, o: Options, tools: Tools, apiPort: number | unde
     `date: ${new Date().toISOString()}`,
     `host: ${cpus().length} cpus, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}, loadavg at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
     `args: duration=${o.duration}s rounds=${o.rounds} scenarios=${o.scenarios.join(',')} peers=${o.peers.join(',')} fulcrum-args='${o.fulcrumArgs}' port-offset=${o.portOffset}`,
-    `ports: origin ${PORTS.origins.join(',')} haproxy ${PORTS.haproxy} (TLS ${PORTS.haproxyTls}) fulcrum ${PORTS.fulcrum} (TLS ${PORTS.fulcrumTls}) fulcrum-api ${apiPort ?? '-'}`,
+    `ports: origin ${PORTS.origins.join(',')} haproxy ${PORTS.haproxy} (TLS ${PORTS.haproxyTls}, TCP ${PORTS.haproxyTcp}) ` +
+      `fulcrum ${PORTS.fulcrum} (TLS ${PORTS.fulcrumTls}, TCP ${PORTS.fulcrumTcp}) fulcrum-api ${apiPort ?? '-'}`,
     `fulcrum: ${gitRevision()}, node ${process.version}`,
     `versions: ${version([tools.haproxy, '-v'])} | ${version([tools.nginx, '-v'])} | ${version([tools.wrk, '-v'])} | ${version([tools.curl, '--version'])} | ` +
       `${version([tools.openssl, 'version']).split(' ').slice(0, 2).join(' ')} (wrk, HAProxy) | OpenSSL ${process.versions.openssl} (Fulcrum's Node)`,
@@ -69,7 +70,7 @@ function writeMeta(dir: string, o: Options, tools: Tools, apiPort: number | unde
 }
 
 function summary(r: Row): string {
-  if (r.scenario === 'bulk') return `${r.mb_per_s} MB/s (HTTP ${r.http_code}, ${r.bytes} bytes)`;
+  if (bulkVia(r.scenario)) return `${r.mb_per_s} MB/s (HTTP ${r.http_code}, ${r.bytes} bytes)`;
   if (r.scenario === 'idle10k') {
     return `RSS +${r.growth_mb} MB (${r.answered_2xx} 2xx, ${r.non2xx} non-2xx, ${r.errors} errors, ${r.still_open} still open)`;
   }
@@ -91,10 +92,13 @@ async function main(o: Options): Promise<void> {
   shiftPorts(o.portOffset);
 
   const want = (p: string) => o.peers.includes(p);
-  const tlsScenarios = o.scenarios.filter((s) => wrkShape(s)?.tls);
+  const via = (s: string): Via | undefined => wrkShape(s)?.via ?? bulkVia(s);
+  const tlsScenarios = o.scenarios.filter((s) => via(s) === 'tls');
+  // Like TLS, the layer 4 listeners exist only in runs that measure them.
+  const tcp = o.scenarios.some((s) => via(s) === 'tcp');
   const ports = [...PORTS.origins];
-  if (want('haproxy')) ports.push(PORTS.haproxy, ...(tlsScenarios.length ? [PORTS.haproxyTls] : []));
-  if (want('fulcrum')) ports.push(PORTS.fulcrum, ...(tlsScenarios.length ? [PORTS.fulcrumTls] : []));
+  if (want('haproxy')) ports.push(PORTS.haproxy, ...(tlsScenarios.length ? [PORTS.haproxyTls] : []), ...(tcp ? [PORTS.haproxyTcp] : []));
+  if (want('fulcrum')) ports.push(PORTS.fulcrum, ...(tlsScenarios.length ? [PORTS.fulcrumTls] : []), ...(tcp ? [PORTS.fulcrumTcp] : []));
   for (const p of ports) if (!(await portFree(p))) throw new Error(`port 127.0.0.1:${p} is in use; stop whatever holds it (ss -ltnp 'sport = :${p}') and retry`);
   const apiPort = want('fulcrum') ? await freePort(ports) : undefined;
 
@@ -117,10 +121,10 @@ async function main(o: Options): Promise<void> {
   const meta: ReportMeta = {};
   for (const name of o.peers) {
     if (name === 'direct') peers.push(directPeer());
-    if (name === 'haproxy') peers.push(await startHaproxy(tools, stateDir, logDir, tls));
+    if (name === 'haproxy') peers.push(await startHaproxy(tools, stateDir, logDir, tls, tcp));
     if (name === 'fulcrum') {
       const nodeArgs = fulcrumNodeArgs(o.fulcrumArgs, outDir);
-      const f = await startFulcrum({ stateDir, logDir, apiPort: apiPort!, nodeArgs, require200: o.require200, tls });
+      const f = await startFulcrum({ stateDir, logDir, apiPort: apiPort!, nodeArgs, require200: o.require200, tls, tcp });
       meta.fulcrumStartStatus = f.startStatus;
       peers.push(f);
     }
@@ -145,19 +149,25 @@ async function main(o: Options): Promise<void> {
   const rows: Row[] = [];
   const t0 = Date.now();
   for (let round = 1; round <= o.rounds; round++) {
-    if (o.scenarios.some((s) => wrkShape(s))) {
+    // HTTP (also before TLS scenarios, as it always was); a run of tcp-* only skips it.
+    if (o.scenarios.some((s) => (wrkShape(s)?.via ?? 'tcp') !== 'tcp')) {
       for (const p of peers) await warmUp(bench, p);
     }
-    // The TLS path has its own code to warm up (Fulcrum's JIT): 1 s of tls-ka64 per peer with a TLS port.
+    // The TLS path and the layer 4 relay have their own code to warm up (Fulcrum's JIT): 1 s of
+    // tls-ka64 per peer with a TLS port, 1 s of tcp-ka64 per peer with a TCP port.
     if (tlsScenarios.length) {
-      for (const p of peers) if (p.tlsPort !== undefined) await warmUp(bench, p, true);
+      for (const p of peers) if (p.tlsPort !== undefined) await warmUp(bench, p, 'tls');
+    }
+    if (tcp) {
+      for (const p of peers) if (p.tcpPort !== undefined) await warmUp(bench, p, 'tcp');
     }
     for (const sc of o.scenarios) {
       for (const p of peers) {
         if (sc === 'idle10k' && !p.group) continue; // no proxy to measure for `direct`
-        if (wrkShape(sc)?.tls && p.tlsPort === undefined) continue; // `direct`: the origin has no TLS
+        const v = via(sc);
+        if (v && portOf(p, v) === undefined) continue; // `direct`: the origin has no TLS
         checkAlive(watched);
-        const row = sc === 'bulk' ? await runBulk(bench, p, round) : sc === 'idle10k' ? await runIdle(bench, p, round) : await runWrk(bench, p, sc, round);
+        const row = bulkVia(sc) ? await runBulk(bench, p, sc, round) : sc === 'idle10k' ? await runIdle(bench, p, round) : await runWrk(bench, p, sc, round);
         rows.push(row);
         appendFileSync(join(outDir, 'results.jsonl'), `${JSON.stringify(row)}\n`);
         log(`r${round} ${p.name} ${sc}: ${summary(row)}`);

@@ -168,12 +168,14 @@ export function acceptServer(hooks: AcceptHooks, options: { allowHalfOpen?: bool
 function readProxyHeader(socket: Socket, timeoutMs: number, done: (r: { address: string; port: number } | null | 'timeout' | 'invalid') => void): void {
   let data: Buffer = Buffer.alloc(0);
   let finished = false;
-  const finish = (r: { address: string; port: number } | null | 'timeout' | 'invalid') => {
+  /** Stops reading first: an unshift on a flowing socket would emit the bytes again at once. */
+  const finish = (r: { address: string; port: number } | null | 'timeout' | 'invalid', rest?: Buffer) => {
     if (finished) return;
     finished = true;
     clearTimeout(timer);
     socket.off('data', onData);
     socket.pause();
+    if (rest !== undefined && rest.length > 0) socket.unshift(rest);
     done(r);
   };
   const timer = setTimeout(() => finish('timeout'), timeoutMs);
@@ -185,10 +187,8 @@ function readProxyHeader(socket: Socket, timeoutMs: number, done: (r: { address:
       return;
     }
     if (h.kind === 'invalid') return finish('invalid');
-    const rest = data.subarray(h.length);
-    if (rest.length > 0) socket.unshift(rest);
     const a = h.addresses;
-    finish(a.kind === 'LOCAL' || a.sourceAddress === undefined ? null : { address: a.sourceAddress, port: a.sourcePort ?? 0 });
+    finish(a.kind === 'LOCAL' || a.sourceAddress === undefined ? null : { address: a.sourceAddress, port: a.sourcePort ?? 0 }, data.subarray(h.length));
   };
   socket.once('close', () => finish('invalid'));
   socket.on('data', onData);
