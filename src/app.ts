@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
@@ -55,6 +56,7 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
   const dataPlane = new ListenerManager(store, state, log.child({ component: 'dataplane' }), {
     secrets,
     connectionLog,
+    relayWorkers: config.relayWorkers ?? (availableParallelism() > 1 ? availableParallelism() : 0),
     removeDrained: (b) => backends.removeDrained(b.pool_id, b.server_id, b.drain?.drain_id ?? ''),
   });
   let apiAddress: HostPort = config.apiAddr;

@@ -21,6 +21,8 @@ export interface ServerConfig {
   apiBodyLimitBytes: number;
   /** Encrypts secrets at rest (certificate private keys); unset: a key generated into the data dir. */
   secretKey?: string;
+  /** Worker processes that move layer 4 bytes; unset: one per core when there are several, else none. */
+  relayWorkers?: number;
 }
 
 interface Setting<K extends keyof ServerConfig> {
@@ -137,6 +139,15 @@ export const SETTINGS = [
     parse: parseInteger(1024, 64 * 1_048_576),
     doc: 'Largest management API request body accepted; larger ones get 413 (bytes).',
   } satisfies Setting<'apiBodyLimitBytes'>,
+  {
+    key: 'relayWorkers',
+    toml: 'data_plane.relay_workers',
+    env: 'FULCRUM_RELAY_WORKERS',
+    flag: 'relay-workers',
+    default: undefined,
+    parse: parseInteger(0, 64),
+    doc: 'Worker processes that move the bytes of TCP and TLS passthrough connections (0: in the main process). Unset: one per core when the machine has several, else 0.',
+  } satisfies Setting<'relayWorkers'>,
   {
     key: 'secretKey',
     toml: 'security.secret_key',

@@ -40,6 +40,8 @@ export interface ConnectionFacts {
   end: string | undefined;
   /** Why it was not admitted; set on HTTPS connections that are let in only to be answered 503. */
   refused: Refusal | undefined;
+  /** Moved to another process: its close here is not its end (see `detach`). */
+  detached?: { bytesIn: number; bytesOut: number; ended: boolean };
 }
 
 const facts = new WeakMap<Socket, ConnectionFacts>();
@@ -73,6 +75,35 @@ export function proxyPreamble(version: 'NONE' | 'V1' | 'V2', client: Socket): Bu
   return version === 'V1' ? proxyHeaderV1(from, to) : proxyHeaderV2(from, to);
 }
 
+/**
+ * The connection goes on in another process (a relay worker): this socket is handed over and will
+ * not close here (node takes its handle away without a 'close'). Returns what to call when the
+ * connection really ends, with the bytes moved there; the admission is released and the close
+ * hooks run then, with both processes' bytes counted.
+ */
+export function detach(socket: Socket): (bytesIn: number, bytesOut: number, end: string) => void {
+  const f = facts.get(socket);
+  if (!f) return () => {};
+  const d = { bytesIn: 0, bytesOut: 0, ended: false };
+  f.detached = d;
+  const here = { read: socket.bytesRead, written: socket.bytesWritten };
+  return (bytesIn, bytesOut, end) => {
+    d.bytesIn = here.read + bytesIn;
+    d.bytesOut = here.written + bytesOut;
+    noteEnd(socket, end);
+    d.ended = true;
+    finishers.get(socket)?.();
+  };
+}
+
+/** Each accepted connection's close work (run once), by its raw socket. */
+const finishers = new WeakMap<Socket, () => void>();
+
+/** Bytes a connection moved, wherever it was relayed. */
+export function connectionBytes(socket: Socket, f: ConnectionFacts): { bytesIn: number; bytesOut: number } {
+  return f.detached ? { bytesIn: f.detached.bytesIn, bytesOut: f.detached.bytesOut } : { bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten };
+}
+
 /** Notes that a connection was forwarded to `backend` (for its log line). */
 export function noteBackend(socket: Socket | null | undefined, backend: string): void {
   const f = connectionFacts(socket);
@@ -90,6 +121,8 @@ const PROXY_MAX_BYTES = 16 + 2048;
 
 export interface AcceptHooks {
   policy(): AcceptPolicy;
+  /** connection_limit: connections open at once, those relayed in workers included. */
+  limit(): number;
   /** The connection is in: hand it to the protocol. */
   handoff(socket: Socket): void;
   /** The connection is refused: close it, or answer it as the protocol does. */
@@ -103,7 +136,15 @@ export interface AcceptHooks {
 /** A TCP server whose accepted connections pass the listener's accept-time policy first. */
 export function acceptServer(hooks: AcceptHooks, options: { allowHalfOpen?: boolean } = {}): Server {
   const server = createServer({ noDelay: true, keepAlive: true, allowHalfOpen: options.allowHalfOpen ?? false, pauseOnConnect: true });
+  let live = 0;
   server.on('connection', (socket: Socket) => {
+    // The listener's connection_limit, over every connection it has open — some live on in relay
+    // workers after this process let go of their sockets, so the server's own count would not do.
+    if (live >= hooks.limit()) {
+      socket.destroy();
+      return;
+    }
+    live++;
     const f: ConnectionFacts = {
       startedAt: hooks.now(),
       clientIp: clientAddress(socket.remoteAddress),
@@ -116,9 +157,18 @@ export function acceptServer(hooks: AcceptHooks, options: { allowHalfOpen?: bool
     hooks.opened?.(socket);
     socket.on('error', () => socket.destroy());
     let release: (() => void) | undefined;
-    socket.once('close', () => {
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      live--;
       release?.();
       hooks.closed?.(socket, f);
+    };
+    finishers.set(socket, finish);
+    // A connection relayed elsewhere ends when that process says so (see `detach`).
+    socket.once('close', () => {
+      if (!f.detached || f.detached.ended) finish();
     });
     const policy = hooks.policy();
     const admit = () => {

@@ -23,8 +23,12 @@ export interface BackendConnect {
   open(target: BackendTarget): { socket: Socket; ready: 'connect' | 'secureConnect' };
   /** The client left meanwhile: stop trying. */
   gone(): boolean;
-  /** Connected. `terminate` closes both sides (a removed backend, a timed-out drain); the slot is freed when `socket` closes. */
-  connected(target: BackendTarget, socket: Socket, terminate: () => void, connectMs: number): void;
+  /**
+   * Connected. `terminate` closes both sides (a removed backend, a timed-out drain); the slot is
+   * freed when `socket` closes — unless the connection is `move`d to another process: then
+   * `terminate` calls the given function instead, and the slot is freed by calling what it returns.
+   */
+  connected(target: BackendTarget, socket: Socket, terminate: () => void, connectMs: number, move: (terminate: () => void) => () => void): void;
   /** No backend could be reached: none usable (`tried` false), or every one tried failed with `lastError`. */
   failed(tried: boolean, lastError: string, target: BackendTarget | undefined): void;
   /** Closes the client side: `terminated` (a removed backend, a timed-out drain, a backend marked down) or `backend_error`. */
@@ -47,15 +51,21 @@ export function connectBackend(c: BackendConnect): void {
     const target = pool.targets[index]!;
     const { socket: upstream, ready } = c.open(target);
     let connected = false;
-    const terminate = () => {
+    let moved = false;
+    let onTerminate = () => {
       upstream.destroy();
       c.closeClient('terminated');
     };
+    const terminate = () => onTerminate();
     target.record.connections.add(terminate);
     c.loadChanged(pool, index);
-    // Whatever way the upstream socket ends, its connection slot is free again.
-    upstream.once('close', () => {
+    const free = () => {
       if (target.record.connections.delete(terminate)) c.loadChanged(pool, index);
+    };
+    // Whatever way the upstream socket ends, its connection slot is free again (here, unless moved).
+    upstream.once('close', () => {
+      if (moved) return;
+      free();
       c.closed?.(connected);
     });
     upstream.setTimeout(c.connectMs, () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' })));
@@ -82,7 +92,11 @@ export function connectBackend(c: BackendConnect): void {
         upstream.destroy();
         return;
       }
-      c.connected(target, upstream, terminate, performance.now() - started);
+      c.connected(target, upstream, terminate, performance.now() - started, (elsewhere) => {
+        moved = true;
+        onTerminate = elsewhere;
+        return free;
+      });
     });
   };
   attempt();

@@ -20,8 +20,9 @@ import { compileListenerTls, type ListenerTlsRuntime, SecureContextCache } from 
 import { passthrough } from './tls/passthrough.ts';
 import { type FrontHooks, httpServer, httpsServer, type ListenerServer, tcpServer, type TlsHandlers } from './servers.ts';
 import type { Admission } from './accept.ts';
-import { peerAddress } from './accept.ts';
+import { connectionBytes, peerAddress } from './accept.ts';
 import { relay } from './tcp/relay.ts';
+import { RelayWorkers } from './tcp/relay-workers.ts';
 import { udpServer } from './udp/udp-server.ts';
 import { refuse as refuseL4 } from './tcp/relay.ts';
 import { ConnectionThrottle } from '../policy/throttle.ts';
@@ -60,6 +61,8 @@ export interface DataPlaneOptions {
   secrets: SecretBox;
   /** Where connection logs go (`connection_logging`). */
   connectionLog: ConnectionLog;
+  /** Worker processes for layer 4 bytes; 0 (or absent) pumps them in this process. */
+  relayWorkers?: number;
   /**
    * Removes a backend whose drain completed (zero connections, or its timeout passed), unless it
    * left that drain meanwhile; resolves to whether it was removed.
@@ -135,6 +138,7 @@ export class ListenerManager implements DataPlaneControl {
   /** Connection throttles by listener identity: open counts and rates outlive revisions. */
   readonly #throttles = new Map<string, ConnectionThrottle>();
   readonly #connectionLog: ConnectionLog;
+  readonly #relayWorkers: RelayWorkers;
   readonly #accessLists = new Map<string, { version: number; list: AccessList | null }>();
   readonly #proxy: ProxyDeps;
   readonly #now: () => number;
@@ -174,7 +178,9 @@ export class ListenerManager implements DataPlaneControl {
       log,
       changed: (serverId) => this.#healthChanged(serverId),
     });
+    this.#relayWorkers = new RelayWorkers(options.relayWorkers ?? 0, log.child({ component: 'relay-workers' }));
     this.#proxy = {
+      relayWorkers: this.#relayWorkers,
       upstreams: this.#upstreams,
       metrics: this.metrics,
       now: this.#now,
@@ -451,8 +457,7 @@ export class ListenerManager implements DataPlaneControl {
           client: facts.clientIp,
           clientPort: facts.clientPort,
           backends: facts.backends,
-          bytesIn: socket.bytesRead,
-          bytesOut: socket.bytesWritten,
+          ...connectionBytes(socket, facts),
           end: facts.end ?? (bound.closing ? 'listener_closed' : 'closed'),
         });
       },
@@ -616,8 +621,10 @@ export class ListenerManager implements DataPlaneControl {
     clearTimeout(timer);
     if (outcome === 'deadline') {
       for (const b of every) b.handle.cut();
+      // Relayed connections are the workers' to cut; the servers' close waits for them too.
+      await this.#relayWorkers.stop(0);
       await all;
-    }
+    } else await this.#relayWorkers.stop(0);
     await this.#upstreams.close();
   }
 }

@@ -82,8 +82,9 @@ function listenOn(server: Server, host: string, port: number): Promise<void> {
 }
 
 /** A front, its tracked sockets, and the ListenerServer methods every TCP kind shares. */
-function fronted(hooks: AcceptHooks, extra: { close?: () => void; http?: Server; allowHalfOpen?: boolean } = {}): ListenerServer {
-  const front = acceptServer(hooks, { allowHalfOpen: extra.allowHalfOpen });
+function fronted(hooks: Omit<AcceptHooks, 'limit'>, extra: { close?: () => void; http?: Server; allowHalfOpen?: boolean } = {}): ListenerServer {
+  let limit = Infinity;
+  const front = acceptServer({ ...hooks, limit: () => limit }, { allowHalfOpen: extra.allowHalfOpen });
   const sockets = track(front);
   return {
     listen: (host, port) => listenOn(front, host, port),
@@ -96,8 +97,8 @@ function fronted(hooks: AcceptHooks, extra: { close?: () => void; http?: Server;
     cut: () => {
       for (const s of sockets) s.destroy();
     },
-    setConnectionLimit: (limit) => {
-      front.maxConnections = limit;
+    setConnectionLimit: (n) => {
+      limit = n;
     },
     ...(extra.http ? { http: extra.http } : {}),
   };
@@ -110,7 +111,7 @@ function wireHttp(server: Server, h: HttpHandlers): void {
 }
 
 /** `front`: the listener's accept hooks, minus what each kind does itself (hand-off, refusal). */
-export type FrontHooks = Omit<AcceptHooks, 'handoff' | 'refuse'> & {
+export type FrontHooks = Omit<AcceptHooks, 'handoff' | 'refuse' | 'limit'> & {
   /** A connection was refused (counted); the kind then closes or answers it. */
   refused(socket: Socket, reason: Refusal): void;
 };

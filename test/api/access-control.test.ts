@@ -17,10 +17,22 @@ describe('access list and connection throttle API', () => {
   });
   after(() => t.close());
 
+  /** Ports given to this file's listeners: a disabled listener holds no port, but its port is still its own. */
+  const used = new Set<number>();
+  async function unusedPort(): Promise<number> {
+    for (;;) {
+      const port = await freePort();
+      if (!used.has(port)) {
+        used.add(port);
+        return port;
+      }
+    }
+  }
+
   /** A listener of its own for each test; disabled unless asked, so no port is held. */
   async function listener(name: string, fields: Record<string, unknown> = {}) {
     const res = await t.api.post(`/api/v1/load-balancers/${lbId}/listeners`, {
-      name, protocol: 'HTTP', bind_address: '127.0.0.1', port: await freePort(), enabled: false, ...fields,
+      name, protocol: 'HTTP', bind_address: '127.0.0.1', port: await unusedPort(), enabled: false, ...fields,
     });
     assert.equal(res.status, 201, JSON.stringify(res.body));
     const id = res.body.listener_id as string;

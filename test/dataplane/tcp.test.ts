@@ -18,12 +18,8 @@ const GiB = 1024 * MiB;
 
 let t: TestFulcrum;
 const servers: Server[] = [];
-before(async () => {
-  t = await startTestFulcrum();
-});
-after(async () => {
+after(() => {
   for (const s of servers) s.close();
-  await t.close();
 });
 
 /** A TCP backend on loopback: `onSocket` gets each connection. */
@@ -101,6 +97,11 @@ async function backendView(poolId: string, id: string) {
 }
 
 describe('TCP listener with real peers', () => {
+  before(async () => {
+    t = await startTestFulcrum();
+  });
+  after(() => t.close());
+
   it("carries a Redis client's commands to the machine's Redis", async () => {
     const lb = await tcpLb('redis', [6379]);
     const redis = new Redis({ host: '127.0.0.1', port: lb.port, lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false });
@@ -162,7 +163,14 @@ describe('TCP listener with real peers', () => {
   });
 });
 
-describe('TCP listener behaviour', () => {
+// Both ways of moving the bytes: in relay worker processes (the default on a multi-core machine)
+// and in the main process.
+for (const relayWorkers of [2, 0]) describe(`TCP listener behaviour (${relayWorkers === 0 ? 'relayed in process' : 'relayed in worker processes'})`, () => {
+  before(async () => {
+    t = await startTestFulcrum({ relayWorkers });
+  });
+  after(() => t.close());
+
   it('passes a half-close on: the client ends its side, the backend still answers', async () => {
     const b = await tcpBackend((s) => {
       let got = '';
@@ -288,6 +296,11 @@ describe('TCP listener behaviour', () => {
 });
 
 describe('PROXY protocol to TCP backends', () => {
+  before(async () => {
+    t = await startTestFulcrum();
+  });
+  after(() => t.close());
+
   for (const [field, version] of [[{ proxy_protocol: 'V1' }, 1], [{ send_proxy_v2: true }, 2]] as const) {
     it(`sends a v${version} header naming the client first, then the client's bytes untouched`, async () => {
       const headers: { header: ReturnType<typeof parseProxyHeader>; rest: Buffer }[] = [];

@@ -26,6 +26,7 @@ import { connectionFacts, noteBackend, peerAddress, proxyPreamble } from '../acc
 import { clientCertificate, clientConnection, downstreamResponseHeaders, h2Fields, requestHost, trailerFields, upstreamRequestHeaders } from './headers.ts';
 import { pickTarget } from './pick.ts';
 import type { Upstreams } from './upstreams.ts';
+import type { RelayWorkers } from '../tcp/relay-workers.ts';
 
 /** A request as node:http (HTTP/1.x) or node:http2's compatibility layer (HTTP/2) hands it over. */
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
@@ -62,6 +63,8 @@ export interface ListenerView {
 
 export interface ProxyDeps {
   upstreams: Upstreams;
+  /** Layer 4 listeners' worker processes (see tcp/relay-workers.ts). */
+  relayWorkers?: RelayWorkers;
   metrics: Metrics;
   /** Tells the current revision's balancer of `pool` that a target's load changed. */
   loadChanged(pool: PoolRuntime, index: number): void;
