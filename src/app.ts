@@ -52,7 +52,9 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
   const state = new BackendState();
   // The data plane removes a backend once its drain completes, through the same service the API uses.
   const secrets = SecretBox.open(config.dataDir, config.secretKey);
-  const connectionLog = new ConnectionLog(config.dataDir);
+  const connectionLog = new ConnectionLog(config.dataDir, {
+    onError: (path, err) => log.error({ path, err: err.message }, 'connection log file cannot be written: its lines are lost'),
+  });
   const dataPlane = new ListenerManager(store, state, log.child({ component: 'dataplane' }), {
     secrets,
     connectionLog,

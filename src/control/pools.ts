@@ -11,7 +11,7 @@ import {
   type PoolPatch,
 } from '../model/pool.ts';
 import type { WriteTx } from '../store/store.ts';
-import { checkBackendTls, proxyProtocolInput } from './backend-tls.ts';
+import { checkBackendTls, effectiveBackendTls, effectiveProxyProtocol, proxyProtocolInput } from './backend-tls.ts';
 import { liveView } from './backend-view.ts';
 import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
 import { FulcrumError, type FieldProblem, notFound, validationError } from './errors.ts';
@@ -160,6 +160,15 @@ export class PoolService {
       const after = await change(structuredClone(before), tx);
       after.updated_at = isoNow(this.#ctx.clock);
       assertValid(after, healthCheckPrefix);
+      // Backends inherit backend_tls and proxy_protocol: the combination must hold for each.
+      const clash = (await tx.list<Backend>('backend', { parentId: poolId })).items.find(
+        (b) => effectiveProxyProtocol(after, b.body) !== 'NONE' && effectiveBackendTls(after, b.body).http2,
+      );
+      if (clash) {
+        throw validationError([
+          { field: 'backend_tls.http2', reason: `backend '${clash.id}' sends the PROXY protocol, which HTTP/2 to backends does not support (their connections are shared by every client)` },
+        ]);
+      }
       const stored = await tx.put('pool', poolId, found.parentId, found.scope, after, expect);
       return { before, after: stored.body };
     });

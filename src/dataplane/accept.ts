@@ -133,10 +133,20 @@ export interface AcceptHooks {
   now(): number;
 }
 
+export interface AcceptServer {
+  readonly server: Server;
+  /**
+   * Resolves once no connection of this server is open any more — in this process or relayed in a
+   * worker (net.Server's own count cannot see those once their sockets moved).
+   */
+  idle(): Promise<void>;
+}
+
 /** A TCP server whose accepted connections pass the listener's accept-time policy first. */
-export function acceptServer(hooks: AcceptHooks, options: { allowHalfOpen?: boolean } = {}): Server {
+export function acceptServer(hooks: AcceptHooks, options: { allowHalfOpen?: boolean } = {}): AcceptServer {
   const server = createServer({ noDelay: true, keepAlive: true, allowHalfOpen: options.allowHalfOpen ?? false, pauseOnConnect: true });
   let live = 0;
+  let whenIdle: (() => void) | undefined;
   server.on('connection', (socket: Socket) => {
     // The listener's connection_limit, over every connection it has open — some live on in relay
     // workers after this process let go of their sockets, so the server's own count would not do.
@@ -161,7 +171,7 @@ export function acceptServer(hooks: AcceptHooks, options: { allowHalfOpen?: bool
     const finish = () => {
       if (finished) return;
       finished = true;
-      live--;
+      if (--live === 0) whenIdle?.();
       release?.();
       hooks.closed?.(socket, f);
     };
@@ -208,7 +218,10 @@ export function acceptServer(hooks: AcceptHooks, options: { allowHalfOpen?: bool
       admit();
     });
   });
-  return server;
+  return {
+    server,
+    idle: () => (live === 0 ? Promise.resolve() : new Promise<void>((resolve) => (whenIdle = resolve))),
+  };
 }
 
 /**

@@ -75,6 +75,9 @@ export function connectBackend(c: BackendConnect): void {
         return;
       }
       lastError = err.code ?? err.message;
+      // The failed attempt gives its slot back first: a backend this failure marks down must not
+      // take this very client with it (SHUTDOWN_SESSIONS) — the client is about to try another.
+      free();
       target.record.observe(c.now(), performance.now() - started, true);
       if (pool.passive && countsAsPassiveFailure(lastError) && passiveOutcome(target.record, true, lastError, c.now())) c.loadChanged(pool, index);
       if (c.gone()) return;

@@ -84,15 +84,16 @@ function listenOn(server: Server, host: string, port: number): Promise<void> {
 /** A front, its tracked sockets, and the ListenerServer methods every TCP kind shares. */
 function fronted(hooks: Omit<AcceptHooks, 'limit'>, extra: { close?: () => void; http?: Server; allowHalfOpen?: boolean } = {}): ListenerServer {
   let limit = Infinity;
-  const front = acceptServer({ ...hooks, limit: () => limit }, { allowHalfOpen: extra.allowHalfOpen });
+  const accept = acceptServer({ ...hooks, limit: () => limit }, { allowHalfOpen: extra.allowHalfOpen });
+  const front = accept.server;
   const sockets = track(front);
   return {
     listen: (host, port) => listenOn(front, host, port),
     close: () => {
-      // Resolves when the front stops accepting and its last connection has closed.
-      const done = new Promise<void>((resolve) => front.close(() => resolve()));
+      // Stops accepting now; done when the last connection has ended, wherever it was relayed.
+      front.close(() => {});
       extra.close?.();
-      return done;
+      return accept.idle();
     },
     cut: () => {
       for (const s of sockets) s.destroy();

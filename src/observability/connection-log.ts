@@ -56,10 +56,13 @@ export class ConnectionLog {
   readonly #dataDir: string;
   readonly #files = new Map<string, WriteStream>();
   readonly #stdout: (line: string) => void;
+  readonly #onError: (path: string, err: Error) => void;
+  readonly #reported = new Set<string>();
 
-  constructor(dataDir: string, stdout: (line: string) => void = (line) => void process.stdout.write(line)) {
+  constructor(dataDir: string, options: { stdout?: (line: string) => void; onError?: (path: string, err: Error) => void } = {}) {
     this.#dataDir = dataDir;
-    this.#stdout = stdout;
+    this.#stdout = options.stdout ?? ((line) => void process.stdout.write(line));
+    this.#onError = options.onError ?? (() => {});
   }
 
   write(settings: ConnectionLoggingSettings, line: ConnectionLine): void {
@@ -72,13 +75,28 @@ export class ConnectionLog {
     if (path === null) return; // refused by the API; never written outside the logs folder
     let stream = this.#files.get(path);
     if (!stream) {
-      mkdirSync(dirname(path), { recursive: true });
-      stream = createWriteStream(path, { flags: 'a', mode: 0o640 });
-      // A full disk or a removed folder must not take the data plane down: the line is lost.
-      stream.on('error', () => this.#files.delete(path));
-      this.#files.set(path, stream);
+      // A file that cannot be made (a folder that is a file, no permission, a full disk) must not
+      // take the data plane down: the line is lost, and said so once per file.
+      try {
+        mkdirSync(dirname(path), { recursive: true });
+      } catch (err) {
+        this.#failed(path, err as Error);
+        return;
+      }
+      const s = createWriteStream(path, { flags: 'a', mode: 0o640 });
+      s.on('error', (err) => {
+        if (this.#files.get(path) === s) this.#files.delete(path);
+        this.#failed(path, err);
+      });
+      this.#files.set(path, (stream = s));
     }
     stream.write(out);
+  }
+
+  #failed(path: string, err: Error): void {
+    if (this.#reported.has(path)) return;
+    this.#reported.add(path);
+    this.#onError(path, err);
   }
 
   /** Flushes and closes every file. */

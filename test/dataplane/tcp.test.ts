@@ -293,6 +293,82 @@ for (const relayWorkers of [2, 0]) describe(`TCP listener behaviour (${relayWork
     assert.match(await readUntil(kept, (x) => x.includes('alive')), /alive/);
     kept.destroy();
   });
+
+  it('SHUTDOWN_SESSIONS does not cut the connection whose failed attempt marks a backend down: it is retried', async () => {
+    const gone = await tcpBackend(() => {});
+    await new Promise<void>((resolve) => gone.server.close(() => resolve()));
+    const good = await tcpBackend(echo('good'));
+    const lb = await tcpLb('down-retry', [gone.port, good.port], { retries: 2, on_marked_down_action: 'SHUTDOWN_SESSIONS' });
+    for (let i = 0; i < 6; i++) {
+      const s = await open(lb.port);
+      assert.equal(await readUntil(s, (x) => x.includes(':')), 'good:', `connection ${i + 1}`);
+      s.destroy();
+      await closed(s);
+    }
+  });
+});
+
+describe('relay workers when things go wrong', () => {
+  before(async () => {
+    t = await startTestFulcrum({ relayWorkers: 1, shutdownTimeoutMs: 300 });
+  });
+  after(() => t.close());
+
+  it('a worker killed before it took a connection: the client is closed and the slot given back', async () => {
+    const b = await tcpBackend(echo('w'));
+    const lb = await tcpLb('worker-dies', [b.port]);
+    // Start the worker, then find it among this process's children (the test runs Fulcrum in process).
+    const first = await open(lb.port);
+    assert.equal(await readUntil(first, (x) => x.includes(':')), 'w:');
+    const worker = (await import('node:child_process'))
+      .execFileSync('pgrep', ['-P', String(process.pid), '-f', 'relay-worker.ts'], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .map(Number)[0]!;
+    // A stopped worker cannot take hand-offs (a fault caused by signals: there is no other way).
+    process.kill(worker, 'SIGSTOP');
+    const stuck = await open(lb.port);
+    // The hand-off is sent: the backend has the connection and counts it.
+    for (let i = 0; i < 100 && (await backendView(lb.poolId, lb.ids[0]!)).active_connections < 2; i++) await new Promise((r) => setImmediate(r));
+    process.kill(worker, 'SIGKILL');
+    await Promise.all([closed(stuck), closed(first)]);
+    for (let i = 0; i < 200 && (await backendView(lb.poolId, lb.ids[0]!)).active_connections !== 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal((await backendView(lb.poolId, lb.ids[0]!)).active_connections, 0, 'no slot left behind');
+    // A new worker takes the next connection.
+    const next = await open(lb.port);
+    assert.equal(await readUntil(next, (x) => x.includes(':')), 'w:');
+    next.destroy();
+    await closed(next);
+  });
+
+  it('refuses a pool PATCH to HTTP/2 while one of its backends sends the PROXY protocol', async () => {
+    const p = await t.api.post('/api/v1/pools', { name: 'pp-h2-patch' });
+    assert.equal((await t.api.post(`/api/v1/pools/${p.body.pool_id}/backends`, { ip_address: '127.0.0.1', port: 9, proxy_protocol: 'V1' })).status, 201);
+    const r = await t.api.patch(`/api/v1/pools/${p.body.pool_id}`, { backend_tls: { enabled: true, http2: true } });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.ok(JSON.stringify(r.body.error.details).includes('backend_tls.http2'));
+  });
+});
+
+describe('relayed connections at shutdown', () => {
+  it('are cut at the deadline with their bytes and end logged', async () => {
+    const f = await startTestFulcrum({ relayWorkers: 1, shutdownTimeoutMs: 200 });
+    t = f;
+    const b = await tcpBackend(echo('s'));
+    const lb = await tcpLb('shutdown-log', [b.port], {}, { connection_logging: { destination: 'shutdown.log' } });
+    const c = await open(lb.port);
+    c.write('12345');
+    await readUntil(c, (x) => x.includes('12345'));
+    const dataDir = f.dataDir;
+    const { readFileSync } = await import('node:fs');
+    await f.fulcrum.stop();
+    await closed(c);
+    const entry = JSON.parse(readFileSync(`${dataDir}/logs/shutdown.log`, 'utf8').trim());
+    assert.equal(entry.end, 'shutdown');
+    assert.equal(entry.bytes_in, 5);
+    assert.equal(entry.bytes_out, 7);
+    await f.close();
+  });
 });
 
 describe('PROXY protocol to TCP backends', () => {

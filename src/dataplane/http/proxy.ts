@@ -501,8 +501,10 @@ class Exchange implements Dispatcher.DispatchHandler {
       if (!this.#done) this.#fail(400, `the request cannot be forwarded: ${err.message}`);
       return;
     }
-    if (countsAsPassiveFailure(code)) this.#passive(true, code);
+    // Released first: a backend this failure marks down (SHUTDOWN_SESSIONS) must not cut the very
+    // request that is about to be retried elsewhere.
     this.#release(true, performance.now() - this.#dispatchedAt);
+    if (countsAsPassiveFailure(code)) this.#passive(true, code);
     if (this.#done) return; // the client left, or the backend was removed: nothing to answer
     if (this.#status !== 0 || this.#res.headersSent) {
       // The response had begun: the client must see a cut, not a clean but truncated message.

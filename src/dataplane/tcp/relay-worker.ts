@@ -5,8 +5,9 @@
  * spreads layer 4 traffic over the machine's cores while every decision stays in one place.
  *
  * Messages from the parent: `{ t: 'client', id, idleMs, toBackend }` with the client socket,
- * `{ t: 'backend', id, toClient }` with the backend socket, `{ t: 'terminate', id }`.
- * To the parent: `{ t: 'ended', id, bytesIn, bytesOut, end }`.
+ * `{ t: 'backend', id, toClient }` with the backend socket, `{ t: 'terminate', id, why }`,
+ * `{ t: 'terminate-all', why }`. To the parent: `{ t: 'started', id }` once both sockets are here
+ * (the parent then lets go of its copies), `{ t: 'ended', id, bytesIn, bytesOut, end }`.
  */
 import type { Socket } from 'node:net';
 
@@ -20,15 +21,16 @@ interface Pending {
 }
 
 interface Message {
-  t: 'client' | 'backend' | 'terminate';
+  t: 'client' | 'backend' | 'terminate' | 'terminate-all';
   id: number;
+  why?: string;
   idleMs?: number;
   toBackend?: Buffer[];
   toClient?: Buffer[];
 }
 
 const pending = new Map<number, Pending>();
-const live = new Map<number, () => void>();
+const live = new Map<number, (why: string) => void>();
 
 function send(message: Record<string, unknown>): void {
   if (process.connected) process.send!(message);
@@ -46,8 +48,8 @@ function start(id: number, p: Pending): void {
   backend.setNoDelay(true);
   let end: string | undefined;
   const note = (why: string) => (end ??= why);
-  const terminate = () => {
-    note('terminated');
+  const terminate = (why = 'terminated') => {
+    note(why);
     backend.destroy();
     client.destroy();
   };
@@ -81,6 +83,7 @@ function start(id: number, p: Pending): void {
   for (const b of p.toClient) client.write(b);
   client.pipe(backend);
   backend.pipe(client);
+  send({ t: 'started', id });
   // The tunnel timeout: no byte either way for idleMs. Byte counts are looked at a few times per
   // period instead of re-arming a socket timer on every chunk.
   let moved = client.bytesRead + client.bytesWritten;
@@ -103,9 +106,13 @@ function start(id: number, p: Pending): void {
 }
 
 process.on('message', (m: Message, socket?: Socket) => {
+  if (m.t === 'terminate-all') {
+    for (const kill of live.values()) kill(m.why ?? 'terminated');
+    return;
+  }
   if (m.t === 'terminate') {
     const kill = live.get(m.id);
-    if (kill) kill();
+    if (kill) kill(m.why ?? 'terminated');
     else {
       const p = pending.get(m.id);
       if (p) {
@@ -140,6 +147,6 @@ process.on('message', (m: Message, socket?: Socket) => {
 
 // The main process went away: nothing here can be accounted for any more.
 process.on('disconnect', () => {
-  for (const kill of live.values()) kill();
+  for (const kill of live.values()) kill('shutdown');
   process.exit(0);
 });

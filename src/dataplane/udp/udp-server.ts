@@ -316,9 +316,10 @@ class UdpListener implements ListenerServer {
     }
     const code = err.code ?? err.message;
     const { pool, index, target } = session;
+    // Ended first, so a backend this failure marks down is not told to cut it again.
+    this.#end(session, 'backend_error');
     target.record.observe(this.#deps.now(), performance.now() - session.started, true);
     if (pool.passive && countsAsPassiveFailure(code) && passiveOutcome(target.record, true, code, this.#deps.now())) this.#deps.loadChanged(pool, index);
-    this.#end(session, 'backend_error');
   }
 
   /** Ends a session once: its slot, its admission and its socket are given back, and it is counted. */
