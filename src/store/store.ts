@@ -10,7 +10,7 @@
  */
 
 // certificate_rotation: a certificate's rotation records, parent = cert_id, deleted with it.
-export const KINDS = ['load_balancer', 'listener', 'pool', 'backend', 'certificate', 'certificate_rotation'] as const;
+export const KINDS = ['load_balancer', 'listener', 'pool', 'backend', 'certificate', 'certificate_rotation', 'routing_rule', 'rate_limit', 'acl'] as const;
 export type Kind = (typeof KINDS)[number];
 
 export interface Scope {
