@@ -38,8 +38,8 @@ function checkPool(pool: Pool, healthCheckPrefix = 'health_check.'): FieldProble
   if (sp.enabled && sp.type === undefined) {
     problems.push({ field: 'session_persistence.type', reason: 'required when session persistence is enabled' });
   }
-  if (sp.enabled && sp.type === 'APP_COOKIE' && sp.cookie_name === undefined) {
-    problems.push({ field: 'session_persistence.cookie_name', reason: 'required for APP_COOKIE: the application cookie to follow' });
+  if (sp.enabled && sp.type === 'APP_COOKIE' && sp.app_cookie_name === undefined && sp.cookie_name === undefined) {
+    problems.push({ field: 'session_persistence.app_cookie_name', reason: 'required for APP_COOKIE: the application cookie to follow' });
   }
   const key = pool.algorithm_config.hash_key;
   if (key && (key.header === undefined) === (key.cookie === undefined)) {

@@ -21,6 +21,8 @@ export interface BackendConnect {
   loadChanged(pool: PoolRuntime, index: number): void;
   /** Opens the socket; `ready` is the event that says it is up (`secureConnect` for TLS). */
   open(target: BackendTarget): { socket: Socket; ready: 'connect' | 'secureConnect' };
+  /** Picks a target (session persistence first); the pool's balancer when absent. */
+  pick?(avoid: ReadonlySet<number> | undefined): number;
   /** The client left meanwhile: stop trying. */
   gone(): boolean;
   /**
@@ -43,7 +45,7 @@ export function connectBackend(c: BackendConnect): void {
   let tried: Set<number> | undefined;
   let lastError = '';
   const attempt = (): void => {
-    const index = pickTarget(pool, c.request, c.clientIp, tried);
+    const index = c.pick ? c.pick(tried) : pickTarget(pool, c.request, c.clientIp, tried);
     if (index < 0) {
       c.failed(tried !== undefined, lastError, undefined);
       return;

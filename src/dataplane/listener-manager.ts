@@ -23,6 +23,7 @@ import type { Admission } from './accept.ts';
 import { connectionBytes, peerAddress } from './accept.ts';
 import { relay } from './tcp/relay.ts';
 import { RelayWorkers } from './tcp/relay-workers.ts';
+import { StickyTables } from '../runtime/sticky.ts';
 import { udpServer } from './udp/udp-server.ts';
 import { refuse as refuseL4 } from './tcp/relay.ts';
 import { ConnectionThrottle } from '../policy/throttle.ts';
@@ -139,6 +140,8 @@ export class ListenerManager implements DataPlaneControl {
   readonly #throttles = new Map<string, ConnectionThrottle>();
   readonly #connectionLog: ConnectionLog;
   readonly #relayWorkers: RelayWorkers;
+  /** Session persistence tables by pool identity: pins outlive revisions. */
+  readonly #sticky = new StickyTables();
   readonly #accessLists = new Map<string, { version: number; list: AccessList | null }>();
   readonly #proxy: ProxyDeps;
   readonly #now: () => number;
@@ -217,6 +220,7 @@ export class ListenerManager implements DataPlaneControl {
     if (config.revision === this.#snapshot.revision) return;
     const breakers = new Set<string>();
     const next = compile(config, {
+      sticky: this.#sticky,
       accessLists: this.#accessLists,
       state: this.#state,
       now: this.#now,
@@ -233,6 +237,7 @@ export class ListenerManager implements DataPlaneControl {
     });
     for (const id of this.#breakers.keys()) if (!breakers.has(id)) this.#breakers.delete(id);
     this.#snapshot = next;
+    this.#sticky.retain(new Set([...next.pools.values()].filter((p) => p.sticky?.table).map((p) => p.pool.pool_id)));
     this.#upstreams.retain(this.#upstreamKeys(next, config));
     const certificates = new Map(config.certificates.map((c) => [c.cert_id, c]));
     this.#tls = new Map();

@@ -42,7 +42,8 @@ export type AlgorithmConfig = Static<typeof AlgorithmConfig>;
 export const SessionPersistence = Strict({
   enabled: Type.Optional(Type.Boolean()),
   type: Type.Optional(StringEnum(PERSISTENCE_TYPES)),
-  cookie_name: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\s;=,]+$' })),
+  cookie_name: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\s;=,]+$', description: 'COOKIE: the cookie Fulcrum inserts (default FULCRUM_BACKEND)' })),
+  app_cookie_name: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\s;=,]+$', description: 'APP_COOKIE: the application cookie to follow' })),
   ttl_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 31_536_000 })),
 });
 export type SessionPersistence = Static<typeof SessionPersistence>;

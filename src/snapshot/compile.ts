@@ -16,9 +16,12 @@ import type { ReadView } from '../store/store.ts';
 import { createHash } from 'node:crypto';
 import { type AccessList, compileAccessList } from '../policy/access-list.ts';
 import { CidrSet, type Network, parseNetwork } from '../policy/cidr.ts';
-import { type BackendTarget, type HashKeySource, type ListenerRuntime, type PoolRuntime, type RuntimeSnapshot, type SniTable, TargetLoad, type UpstreamSpec } from './snapshot.ts';
+import type { StickyTables } from '../runtime/sticky.ts';
+import { type BackendTarget, type HashKeySource, type StickyRuntime, type ListenerRuntime, type PoolRuntime, type RuntimeSnapshot, type SniTable, TargetLoad, type UpstreamSpec } from './snapshot.ts';
 
 export interface CompileDeps {
+  /** Sticky tables by pool (SOURCE_IP and APP_COOKIE persistence), kept across revisions. */
+  sticky?: StickyTables;
   /** Compiled access lists by listener and version: rebuilt only when the listener changes. */
   accessLists?: Map<string, { version: number; list: AccessList | null }>;
   state: BackendState;
@@ -114,9 +117,38 @@ function sniTable(l: Listener, pools: ReadonlyMap<string, PoolRuntime>): SniTabl
   return { exact, wildcard };
 }
 
+/** The opaque cookie value naming a backend of a pool (COOKIE persistence): stable, not its id. */
+function stickyToken(poolId: string, serverId: string): string {
+  return createHash('sha256').update(`${poolId}\0${serverId}`).digest('base64url').slice(0, 16);
+}
+
+function compileSticky(pool: Pool, targets: readonly BackendTarget[], deps: CompileDeps): StickyRuntime | null {
+  const sp = pool.session_persistence;
+  if (!sp.enabled || sp.type === undefined) return null;
+  const tokenOf = new Map<string, string>();
+  const serverOf = new Map<string, string>();
+  if (sp.type === 'COOKIE') {
+    for (const t of targets) {
+      const token = stickyToken(pool.pool_id, t.id);
+      tokenOf.set(t.id, token);
+      serverOf.set(token, t.id);
+    }
+  }
+  return {
+    type: sp.type,
+    cookieName: sp.type === 'APP_COOKIE' ? (sp.app_cookie_name ?? sp.cookie_name!) : (sp.cookie_name ?? 'FULCRUM_BACKEND'),
+    ttlMs: (sp.ttl_seconds ?? 3600) * 1000,
+    tokenOf,
+    serverOf,
+    table: sp.type === 'COOKIE' ? null : (deps.sticky?.table(pool.pool_id) ?? null),
+  };
+}
+
 function compilePool(pool: Pool, backends: Backend[], deps: CompileDeps): PoolRuntime {
+  // A pool with session persistence keeps its DRAINING backends for the clients pinned to them.
+  const sticky = pool.session_persistence.enabled === true && pool.session_persistence.type !== undefined;
   const targets: BackendTarget[] = backends
-    .filter((b) => b.admin_status === 'ENABLED')
+    .filter((b) => b.admin_status === 'ENABLED' || (sticky && b.admin_status === 'DRAINING'))
     .map((b) => ({
       id: b.server_id,
       backend: b,
@@ -124,6 +156,7 @@ function compilePool(pool: Pool, backends: Backend[], deps: CompileDeps): PoolRu
       plan: weightPlan(pool, b),
       maxConnections: b.max_connections ?? pool.connection_limits.max_connections_per_backend ?? Infinity,
       upstream: upstreamSpec(pool, b),
+      draining: b.admin_status === 'DRAINING',
     }));
   const load = new TargetLoad(targets, deps.now);
   const balancer = createBalancer(targets, load, {
@@ -134,7 +167,11 @@ function compilePool(pool: Pool, backends: Backend[], deps: CompileDeps): PoolRu
   });
   load.live();
   const index = new Map(targets.map((t, i) => [t.id, i]));
-  return { pool, targets, index, balancer, hashKey: hashKeySource(pool), retries: pool.retries, breaker: deps.breaker(pool), passive: pool.passive_health?.enabled !== false, shutdownOnDown: pool.on_marked_down_action === 'SHUTDOWN_SESSIONS' };
+  return { pool, targets, index, balancer, hashKey: hashKeySource(pool), retries: pool.retries, breaker: deps.breaker(pool), passive: pool.passive_health?.enabled !== false,
+    shutdownOnDown: pool.on_marked_down_action === 'SHUTDOWN_SESSIONS',
+    sticky: compileSticky(pool, targets, deps),
+    load,
+  };
 }
 
 export function compile(config: ConfigSet, deps: CompileDeps): RuntimeSnapshot {

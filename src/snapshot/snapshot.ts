@@ -11,9 +11,10 @@ import type { Listener, RedirectSettings } from '../model/listener.ts';
 import type { Pool } from '../model/pool.ts';
 import type { BackendRecord } from '../runtime/backend-state.ts';
 import type { CircuitBreakerState } from '../runtime/circuit-breaker.ts';
+import type { StickyTable } from '../runtime/sticky.ts';
 import type { AccessList } from '../policy/access-list.ts';
 import type { CidrSet } from '../policy/cidr.ts';
-import { effectiveWeight, type WeightPlan } from '../runtime/weight.ts';
+import { effectiveWeight, healthySince, type WeightPlan } from '../runtime/weight.ts';
 
 /** A backend that may take traffic in this revision (ENABLED; DISABLED and DRAINING are left out). */
 export interface BackendTarget extends Target {
@@ -24,6 +25,24 @@ export interface BackendTarget extends Target {
   readonly maxConnections: number;
   /** How the backend is reached: the upstream connection pool's identity and settings. */
   readonly upstream: UpstreamSpec;
+  /**
+   * A DRAINING backend of a pool with session persistence: never picked by the balancer, only
+   * by clients pinned to it, until its drain ends (seed 001).
+   */
+  readonly draining: boolean;
+}
+
+/** A pool's session persistence, compiled. */
+export interface StickyRuntime {
+  readonly type: 'COOKIE' | 'APP_COOKIE' | 'SOURCE_IP';
+  /** COOKIE: the cookie Fulcrum inserts; APP_COOKIE: the application's cookie it follows. */
+  readonly cookieName: string;
+  readonly ttlMs: number;
+  /** COOKIE: the opaque value naming each backend, and back. */
+  readonly tokenOf: ReadonlyMap<string, string>;
+  readonly serverOf: ReadonlyMap<string, string>;
+  /** SOURCE_IP and APP_COOKIE: the pins (runtime state, kept across revisions). */
+  readonly table: StickyTable | null;
 }
 
 /** Where and how Fulcrum connects to one backend, decided once per revision. */
@@ -66,6 +85,10 @@ export interface PoolRuntime {
   readonly passive: boolean;
   /** on_marked_down_action SHUTDOWN_SESSIONS: a backend that turns unhealthy loses its open connections. */
   readonly shutdownOnDown: boolean;
+  /** Session persistence; null when the pool has none. */
+  readonly sticky: StickyRuntime | null;
+  /** The live load the balancer reads (sticky picks check a pinned target with it too). */
+  readonly load: TargetLoad;
 }
 
 export interface ListenerRuntime {
@@ -123,6 +146,7 @@ export class TargetLoad implements LoadSource {
 
   weight(i: number): number {
     const t = this.#targets[i]!;
+    if (t.draining) return 0;
     if (this.#building) return t.plan.weight;
     return effectiveWeight(t.plan, t.record, this.#now());
   }
@@ -137,6 +161,16 @@ export class TargetLoad implements LoadSource {
 
   usable(i: number): boolean {
     const t = this.#targets[i]!;
-    return t.record.active < t.maxConnections;
+    return !t.draining && t.record.active < t.maxConnections;
+  }
+
+  /**
+   * Whether a client pinned to target `i` may keep it: below its connection limit and healthy —
+   * a DRAINING one too, until its drain ends.
+   */
+  pinnable(i: number): boolean {
+    const t = this.#targets[i]!;
+    if (t.record.active >= t.maxConnections) return false;
+    return t.draining ? healthySince(t.plan, t.record, this.#now()) !== null : effectiveWeight(t.plan, t.record, this.#now()) > 0;
   }
 }

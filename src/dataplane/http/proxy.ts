@@ -24,7 +24,7 @@ import type { BackendTarget, ListenerRuntime, PoolRuntime } from '../../snapshot
 import { countsAsPassiveFailure, isHandshakeFailure, passiveOutcome } from '../../health/passive.ts';
 import { connectionFacts, noteBackend, peerAddress, proxyPreamble } from '../accept.ts';
 import { clientCertificate, clientConnection, downstreamResponseHeaders, h2Fields, requestHost, trailerFields, upstreamRequestHeaders } from './headers.ts';
-import { pickTarget } from './pick.ts';
+import { learnAppCookie, pickSticky } from './sticky.ts';
 import type { Upstreams } from './upstreams.ts';
 import type { RelayWorkers } from '../tcp/relay-workers.ts';
 
@@ -260,6 +260,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   readonly #started = performance.now();
   #headers: string[] | undefined;
   #headersH2 = false;
+  /** Session persistence: the cookie pinning the client to the backend that answers, when it changed. */
+  #setCookie: string | null = null;
   #bodyTimer: NodeJS.Timeout | undefined;
   #tried: Set<number> | undefined;
   #target: BackendTarget | undefined;
@@ -327,7 +329,9 @@ class Exchange implements Dispatcher.DispatchHandler {
   };
 
   start(): void {
-    const index = pickTarget(this.#pool, this.#req, this.#clientIp, this.#tried);
+    const choice = pickSticky(this.#pool, this.#req, this.#clientIp, this.#deps.now(), this.#listener.protocol === 'HTTPS', this.#tried);
+    const index = choice.index;
+    this.#setCookie = choice.setCookie;
     if (index < 0) {
       if (this.#tried === undefined) this.#fail(503, 'no usable backend');
       else this.#fail(502, `backend failed (${this.#lastError}) and no other backend can take the request`);
@@ -423,6 +427,10 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#passive(status === 503, 'status 503');
     let out = downstreamResponseHeaders(headers);
     const h2 = this.#h2;
+    if (this.#pool.sticky !== null) {
+      if (this.#setCookie !== null) out.push('set-cookie', this.#setCookie);
+      learnAppCookie(this.#pool, headers['set-cookie'], this.#target!.id, this.#deps.now());
+    }
     if (this.#view.closing && !h2) out.push('connection', 'close');
     const extra = this.#view.runtime.responseHeaders;
     for (let i = 0; i < extra.length; i++) out.push(extra[i]!);

@@ -17,6 +17,7 @@ import { requestId } from '../../observability/request-id.ts';
 import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
 import type { PoolRuntime, UpstreamSpec } from '../../snapshot/snapshot.ts';
 import { upstreamRequestHeaders } from './headers.ts';
+import { pickSticky } from './sticky.ts';
 import { connectionFacts, noteBackend, noteEnd, peerAddress, proxyPreamble } from '../accept.ts';
 import { clientCertRefusal, countBytes, headProblem, type ListenerView, originForm, type ProxyDeps, subjectFact } from './proxy.ts';
 
@@ -138,6 +139,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
     connectMs: listener.timeouts.connect_ms,
     now: deps.now,
     loadChanged: deps.loadChanged,
+    pick: (avoid) => pickSticky(pool, req, clientIp, deps.now(), listener.protocol === 'HTTPS', avoid).index,
     open: (target) => dial(target.upstream, proxyPreamble(target.upstream.proxyProtocol, client)),
     gone: () => client.destroyed,
     closeClient: (why) => {

@@ -11,6 +11,7 @@ import { passiveOutcome } from '../../health/passive.ts';
 import { connectBackend } from '../backend-connect.ts';
 import { detach, noteBackend, noteEnd, proxyPreamble } from '../accept.ts';
 import type { RelayWorkers } from './relay-workers.ts';
+import { pickSticky } from '../http/sticky.ts';
 import type { ListenerMetrics, Metrics } from '../../observability/metrics.ts';
 import type { ListenerRuntime, PoolRuntime } from '../../snapshot/snapshot.ts';
 
@@ -96,6 +97,8 @@ export function relay(deps: RelayDeps, view: RelayView, pool: PoolRuntime, clien
     pool,
     request: NO_HEADERS,
     clientIp,
+    // SOURCE_IP persistence holds for layer 4 too (cookies cannot).
+    pick: (avoid) => pickSticky(pool, NO_HEADERS, clientIp, deps.now(), false, avoid).index,
     connectMs: listener.timeouts.connect_ms,
     now: deps.now,
     loadChanged: deps.loadChanged,
