@@ -11,11 +11,17 @@ import { type ControlContext, isoNow, systemClock, systemRandom } from './contro
 import { HealthStatusService } from './control/health-status.ts';
 import { CertificateService } from './control/certificates.ts';
 import { CertificateExpiryWatcher } from './control/certificate-expiry.ts';
-import { EventBus } from './observability/events.ts';
+import { EventBus, EVENTS } from './observability/events.ts';
 import { SecretBox } from './tls/secret-box.ts';
 import { ConnectionLog } from './observability/connection-log.ts';
 import { ListenerService } from './control/listeners.ts';
 import { AccessControlService } from './control/access-control.ts';
+import { AclService } from './control/acls.ts';
+import { openGeoIp } from './policy/geoip.ts';
+import { createPolicyState, type PolicyState } from './runtime/policies.ts';
+import { RateLimitService } from './control/rate-limits.ts';
+import { RoutingRuleService } from './control/routing-rules.ts';
+import { isoSeconds } from './model/common.ts';
 import { LoadBalancerService } from './control/load-balancers.ts';
 import { PoolService } from './control/pools.ts';
 import { ListenerManager } from './dataplane/listener-manager.ts';
@@ -36,6 +42,8 @@ export interface Fulcrum {
   state: BackendState;
   /** Internal events (certificate.expiring, …); webhooks subscribe here. */
   events: EventBus;
+  /** What the layer 7 policies remember (ACL matches, rate limit budgets, rule hits, the GeoIP database). */
+  policies: PolicyState;
   /** Graceful stop: listeners and API stop accepting, in-flight work finishes until the deadline. */
   stop(): Promise<void>;
 }
@@ -47,8 +55,16 @@ export interface StartOptions {
 /** Builds and starts one Fulcrum process: store, control plane, data plane, management API. */
 export async function startFulcrum(config: ServerConfig, options: StartOptions = {}): Promise<Fulcrum> {
   const log = options.log ?? pino({ level: config.logLevel, base: { service: 'fulcrum' } });
+  // Before the store opens, so that an unusable database stops start-up with nothing to undo.
+  const geo = config.geoipDatabasePath === undefined ? null : openGeoIp(config.geoipDatabasePath);
+  if (geo) log.info({ geoip: geo.info }, 'GeoIP database loaded');
   const store = SqliteStore.open(config.dataDir);
   const events = new EventBus(log.child({ component: 'events' }));
+  const policies = createPolicyState({
+    geo,
+    now: () => systemClock.now(),
+    onRateLimited: (data) => events.emit({ type: EVENTS.RATE_LIMIT_TRIGGERED, at: isoSeconds(systemClock.now()), data }),
+  });
   const state = new BackendState();
   // The data plane removes a backend once its drain completes, through the same service the API uses.
   const secrets = SecretBox.open(config.dataDir, config.secretKey);
@@ -59,6 +75,7 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
     secrets,
     connectionLog,
     relayWorkers: config.relayWorkers ?? (availableParallelism() > 1 ? availableParallelism() : 0),
+    policies,
     removeDrained: (b) => backends.removeDrained(b.pool_id, b.server_id, b.drain?.drain_id ?? ''),
   });
   let apiAddress: HostPort = config.apiAddr;
@@ -88,6 +105,9 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
       health: new HealthStatusService(ctx),
       certificates: new CertificateService(ctx, secrets),
       accessControl: new AccessControlService(ctx),
+      acls: new AclService(ctx, { counters: policies.aclCounters, geo }),
+      rateLimits: new RateLimitService(ctx, { state: policies.rateLimits }),
+      routingRules: new RoutingRuleService(ctx, { hits: policies.ruleHits }),
     },
     metrics: dataPlane.metrics,
     readiness: () => {
@@ -129,5 +149,5 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
     return stopping;
   };
 
-  return { apiAddress, generatedAdminToken: generated, store, api, dataPlane, state, events, stop };
+  return { apiAddress, generatedAdminToken: generated, store, api, dataPlane, state, events, policies, stop };
 }

@@ -23,6 +23,8 @@ export interface ServerConfig {
   secretKey?: string;
   /** Worker processes that move layer 4 bytes; unset: one per core when there are several, else none. */
   relayWorkers?: number;
+  /** A MaxMind DB file giving client countries to ACLs' `source_countries`; unset: none (such ACLs are refused). */
+  geoipDatabasePath?: string;
 }
 
 interface Setting<K extends keyof ServerConfig> {
@@ -157,4 +159,13 @@ export const SETTINGS = [
     parse: parseToken,
     doc: 'Key that encrypts secrets at rest (16+ characters). Unset: one is generated into <data_dir>/secret.key (mode 0600).',
   } satisfies Setting<'secretKey'>,
+  {
+    key: 'geoipDatabasePath',
+    toml: 'geoip.database_path',
+    env: 'FULCRUM_GEOIP_DATABASE',
+    flag: 'geoip-database',
+    default: undefined,
+    parse: parseNonEmpty,
+    doc: 'MaxMind DB file (GeoLite2-Country, GeoIP2-Country or City, uncompressed .mmdb) that gives ACLs the country of a client address; read once at start. Unset: ACLs cannot use source_countries.',
+  } satisfies Setting<'geoipDatabasePath'>,
 ] as const;

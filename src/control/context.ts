@@ -7,6 +7,8 @@ import { FulcrumError } from './errors.ts';
 import type { HostPort } from '../config/settings.ts';
 import { isoSeconds } from '../model/common.ts';
 import type { BreakerView } from '../runtime/circuit-breaker.ts';
+import type { RequestFacts } from '../policy/request.ts';
+import type { DryRunResult } from '../dataplane/http/policies.ts';
 
 /** What the control plane needs of the data plane: apply config, try a bind, report listeners. */
 export interface DataPlaneControl {
@@ -19,6 +21,8 @@ export interface DataPlaneControl {
   breakerView(poolId: string): BreakerView | null;
   /** A backend's health changed outside the data plane (an override): balancers re-read it. */
   healthChanged(serverId: string): void;
+  /** The dry run of a request against the layer 7 policies served now; counts nothing. */
+  routeTest(facts: RequestFacts, rawHeaders: readonly string[]): DryRunResult;
 }
 
 export interface Clock {

@@ -1,3 +1,5 @@
+import { rulesUsingPool } from './routing-rules.ts';
+import type { RateLimit } from '../model/rate-limit.ts';
 import type { Backend } from '../model/backend.ts';
 import { DEFAULT_SCOPE_ID, isoSeconds } from '../model/common.ts';
 import { type HealthCheck, type HealthCheckInput, redactHealthCheck } from '../model/health-check.ts';
@@ -284,6 +286,15 @@ export class PoolService {
           pool_id: poolId,
           listener_ids: users.map((l) => l.id),
         });
+      }
+      const rules = await rulesUsingPool(tx, poolId);
+      const limits = (await tx.list<RateLimit>('rate_limit')).items.filter((r) => r.body.match.pools?.includes(poolId)).map((r) => r.id);
+      if (rules.length > 0 || limits.length > 0) {
+        throw new FulcrumError(
+          'POOL_IN_USE',
+          `Pool '${poolId}' is named by ${rules.length} routing rule(s) and ${limits.length} rate limit(s); change or delete them first`,
+          { pool_id: poolId, routing_rule_ids: rules, rate_limit_ids: limits },
+        );
       }
       const backends = (await tx.list<Backend>('backend', { parentId: poolId })).items;
       if (backends.length > 0 && !force) {

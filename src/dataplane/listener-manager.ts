@@ -37,6 +37,11 @@ import { effectiveHealthCheck } from '../control/backend-view.ts';
 import { type CheckedBackend, HealthChecker } from '../health/checker.ts';
 import { PROBES } from '../health/probes/index.ts';
 import type { ConfigSet } from '../snapshot/compile.ts';
+import { PolicyCompiler } from '../snapshot/policies.ts';
+import type { PolicyState } from '../runtime/policies.ts';
+import type { RequestFacts } from '../policy/request.ts';
+import { type DryRunResult, dryRun } from './http/policies.ts';
+import { previewSticky } from './http/sticky.ts';
 import { healthStatus, healthySince } from '../runtime/weight.ts';
 
 const ADMITTED: Admission = { ok: true, release() {} };
@@ -64,6 +69,8 @@ export interface DataPlaneOptions {
   connectionLog: ConnectionLog;
   /** Worker processes for layer 4 bytes; 0 (or absent) pumps them in this process. */
   relayWorkers?: number;
+  /** What ACLs, routing rules and rate limits remember; absent: HTTP listeners apply none. */
+  policies?: PolicyState;
   /**
    * Removes a backend whose drain completed (zero connections, or its timeout passed), unless it
    * left that drain meanwhile; resolves to whether it was removed.
@@ -144,6 +151,7 @@ export class ListenerManager implements DataPlaneControl {
   readonly #sticky = new StickyTables();
   readonly #accessLists = new Map<string, { version: number; list: AccessList | null }>();
   readonly #proxy: ProxyDeps;
+  readonly #policies: PolicyCompiler | undefined;
   readonly #now: () => number;
   readonly #random: () => number;
   readonly metrics: Metrics;
@@ -182,7 +190,17 @@ export class ListenerManager implements DataPlaneControl {
       changed: (serverId) => this.#healthChanged(serverId),
     });
     this.#relayWorkers = new RelayWorkers(options.relayWorkers ?? 0, log.child({ component: 'relay-workers' }));
+    // A child with a field of its own: `component` is already the data plane's.
+    const policyLog = log.child({ stage: 'policies' });
+    this.#policies =
+      options.policies &&
+      new PolicyCompiler({
+        state: options.policies,
+        onInvalidRule: (ruleId, reason) => policyLog.error({ rule_id: ruleId, reason }, 'routing rule skipped: it does not compile'),
+        logAcl: (entry) => policyLog.info(entry, 'ACL matched'),
+      });
     this.#proxy = {
+      random: this.#random,
       relayWorkers: this.#relayWorkers,
       upstreams: this.#upstreams,
       metrics: this.metrics,
@@ -194,6 +212,21 @@ export class ListenerManager implements DataPlaneControl {
   /** A pool's circuit breaker as the API shows it; null when the pool has none enabled. */
   breakerView(poolId: string): BreakerView | null {
     return this.#breakers.get(poolId)?.view(this.#now()) ?? null;
+  }
+
+  /**
+   * The dry run of a request (POST /routing-rules/test) against the revision served now: what the
+   * policies decide and the backend a balancer built afresh would pick. Counts nothing.
+   */
+  routeTest(facts: RequestFacts, rawHeaders: readonly string[]): DryRunResult {
+    const snapshot = this.#snapshot;
+    const listener = snapshot.listeners.get(facts.listenerId);
+    const policies = listener ? listener.policies : snapshot.policies(facts.orgId);
+    const now = this.#now();
+    return dryRun(policies, facts, rawHeaders, snapshot.pools, listener?.pool ?? null, now, (pool, f) => {
+      const index = previewSticky(pool, f, f.clientIp, now, pool.freshBalancer());
+      return { index, reason: index < 0 ? `no backend of pool ${pool.pool.pool_id} can take a request now (none healthy, enabled and below its limits)` : null };
+    });
   }
 
   /** The snapshot the data plane serves now. */
@@ -220,6 +253,7 @@ export class ListenerManager implements DataPlaneControl {
     if (config.revision === this.#snapshot.revision) return;
     const breakers = new Set<string>();
     const next = compile(config, {
+      policies: this.#policies,
       sticky: this.#sticky,
       accessLists: this.#accessLists,
       state: this.#state,

@@ -7,9 +7,13 @@
  * who listens to it. A subscriber with slow work starts it and returns.
  */
 
+import type { RateLimitTriggered } from '../policy/rate-limit.ts';
+
 export const EVENTS = {
   /** A certificate's days_until_expiry reached one of its notify_before_expiry_days. */
   CERTIFICATE_EXPIRING: 'certificate.expiring',
+  /** A rate limit refused a request (at most one per rule and client key per minute). */
+  RATE_LIMIT_TRIGGERED: 'rate_limit.triggered',
 } as const;
 
 export type EventType = (typeof EVENTS)[keyof typeof EVENTS];
@@ -28,6 +32,7 @@ export interface CertificateExpiringData {
 /** Each event type's `data`. */
 export interface EventData {
   'certificate.expiring': CertificateExpiringData;
+  'rate_limit.triggered': RateLimitTriggered;
 }
 
 export interface FulcrumEvent<T extends EventType = EventType> {

@@ -17,6 +17,10 @@ import { createHash } from 'node:crypto';
 import { type AccessList, compileAccessList } from '../policy/access-list.ts';
 import { CidrSet, type Network, parseNetwork } from '../policy/cidr.ts';
 import type { StickyTables } from '../runtime/sticky.ts';
+import type { Acl } from '../model/acl.ts';
+import type { RateLimit } from '../model/rate-limit.ts';
+import type { RoutingRule } from '../model/routing-rule.ts';
+import type { PolicyCompiler } from './policies.ts';
 import { type BackendTarget, type HashKeySource, type StickyRuntime, type ListenerRuntime, type PoolRuntime, type RuntimeSnapshot, type SniTable, TargetLoad, type UpstreamSpec } from './snapshot.ts';
 
 export interface CompileDeps {
@@ -24,6 +28,8 @@ export interface CompileDeps {
   sticky?: StickyTables;
   /** Compiled access lists by listener and version: rebuilt only when the listener changes. */
   accessLists?: Map<string, { version: number; list: AccessList | null }>;
+  /** Layer 7 policies (ACLs, routing rules, rate limits); absent: HTTP listeners have none. */
+  policies?: PolicyCompiler;
   state: BackendState;
   /** The pool's circuit breaker, created or reconfigured for this revision; null when disabled. */
   breaker(pool: Pool): CircuitBreakerState | null;
@@ -37,15 +43,21 @@ export interface ConfigSet {
   listeners: Listener[];
   pools: Pool[];
   backends: Backend[];
+  routingRules: RoutingRule[];
+  rateLimits: RateLimit[];
+  acls: Acl[];
 }
 
 export async function readConfig(store: ReadView & { revision(): Promise<number> }): Promise<ConfigSet> {
   const revision = await store.revision();
-  const [certificates, listeners, pools, backends] = await Promise.all([
+  const [certificates, listeners, pools, backends, routingRules, rateLimits, acls] = await Promise.all([
     store.list<Certificate>('certificate'),
     store.list<Listener>('listener'),
     store.list<Pool>('pool'),
     store.list<Backend>('backend'),
+    store.list<RoutingRule>('routing_rule'),
+    store.list<RateLimit>('rate_limit'),
+    store.list<Acl>('acl'),
   ]);
   return {
     revision,
@@ -53,7 +65,16 @@ export async function readConfig(store: ReadView & { revision(): Promise<number>
     listeners: listeners.items.map((r) => r.body),
     pools: pools.items.map((r) => r.body),
     backends: backends.items.map((r) => r.body),
+    // Creation order: among equal priorities the earlier rule wins, and rate limits apply in this order.
+    routingRules: byCreation(routingRules.items.map((r) => r.body), (r) => r.rule_id),
+    rateLimits: byCreation(rateLimits.items.map((r) => r.body), (r) => r.rate_limit_id),
+    acls: acls.items.map((r) => r.body),
   };
+}
+
+/** Creation order, ties (one second) by id: the order the API lists equal priorities in. */
+export function byCreation<T extends { created_at: string }>(items: T[], id: (item: T) => string): T[] {
+  return items.sort((a, b) => (a.created_at !== b.created_at ? (a.created_at < b.created_at ? -1 : 1) : id(a) < id(b) ? -1 : id(a) > id(b) ? 1 : 0));
 }
 
 function hashKeySource(pool: Pool): HashKeySource {
@@ -158,19 +179,27 @@ function compilePool(pool: Pool, backends: Backend[], deps: CompileDeps): PoolRu
       upstream: upstreamSpec(pool, b),
       draining: b.admin_status === 'DRAINING',
     }));
-  const load = new TargetLoad(targets, deps.now);
-  const balancer = createBalancer(targets, load, {
+  const options = {
     algorithm: pool.algorithm,
     weighted: pool.algorithm_config.weighted ?? false,
     powerOfTwoChoices: pool.algorithm_config.power_of_two_choices ?? false,
     random: deps.random,
-  });
+  };
+  const load = new TargetLoad(targets, deps.now);
+  const balancer = createBalancer(targets, load, options);
   load.live();
+  const freshBalancer = () => {
+    const l = new TargetLoad(targets, deps.now);
+    const b = createBalancer(targets, l, options);
+    l.live();
+    return b;
+  };
   const index = new Map(targets.map((t, i) => [t.id, i]));
   return { pool, targets, index, balancer, hashKey: hashKeySource(pool), retries: pool.retries, breaker: deps.breaker(pool), passive: pool.passive_health?.enabled !== false,
     shutdownOnDown: pool.on_marked_down_action === 'SHUTDOWN_SESSIONS',
     sticky: compileSticky(pool, targets, deps),
     load,
+    freshBalancer,
   };
 }
 
@@ -190,6 +219,7 @@ export function compile(config: ConfigSet, deps: CompileDeps): RuntimeSnapshot {
   const listeners = new Map<string, ListenerRuntime>();
   const dropHeaders = new Set<string>();
   for (const l of config.listeners) if (l.protocol === 'HTTPS' && l.tls) dropHeaders.add(l.tls.client_subject_header.toLowerCase());
+  const policiesOf = deps.policies?.compile(config, pools) ?? (() => null);
   for (const l of config.listeners) {
     const hsts = hstsValue(l);
     listeners.set(l.listener_id, {
@@ -200,9 +230,10 @@ export function compile(config: ConfigSet, deps: CompileDeps): RuntimeSnapshot {
       sni: sniTable(l, pools),
       dropHeaders,
       accessList: accessListOf(l, deps),
+      policies: l.protocol === 'HTTP' || l.protocol === 'HTTPS' ? policiesOf(l.org_id) : null,
       proxyFrom: l.accept_proxy_protocol?.enabled ? new CidrSet(l.accept_proxy_protocol.trusted_cidrs.map((c) => parseNetwork(c)).filter((n): n is Network => typeof n !== 'string')) : null,
     });
   }
   const backends = new Map(config.backends.map((b) => [b.server_id, { poolId: b.pool_id, record: deps.state.record(b.server_id) }]));
-  return { revision: config.revision, listeners, pools, backends };
+  return { revision: config.revision, listeners, pools, backends, policies: policiesOf };
 }

@@ -14,6 +14,7 @@ import type { CircuitBreakerState } from '../runtime/circuit-breaker.ts';
 import type { StickyTable } from '../runtime/sticky.ts';
 import type { AccessList } from '../policy/access-list.ts';
 import type { CidrSet } from '../policy/cidr.ts';
+import type { L7Policies } from './policies.ts';
 import { effectiveWeight, healthySince, type WeightPlan } from '../runtime/weight.ts';
 
 /** A backend that may take traffic in this revision (ENABLED; DISABLED and DRAINING are left out). */
@@ -89,6 +90,8 @@ export interface PoolRuntime {
   readonly sticky: StickyRuntime | null;
   /** The live load the balancer reads (sticky picks check a pinned target with it too). */
   readonly load: TargetLoad;
+  /** A new balancer over the same targets and live load, for picks that must not move `balancer` (the dry run). */
+  freshBalancer(): Balancer;
 }
 
 export interface ListenerRuntime {
@@ -111,6 +114,8 @@ export interface ListenerRuntime {
   readonly accessList: AccessList | null;
   /** Peers that may (and must) send a PROXY protocol header; null when the listener does not accept it. */
   readonly proxyFrom: CidrSet | null;
+  /** HTTP and HTTPS: its organisation's ACLs, routing rules and rate limits; null when it has none (requests go to `pool`). */
+  readonly policies: L7Policies | null;
 }
 
 export interface RuntimeSnapshot {
@@ -119,9 +124,11 @@ export interface RuntimeSnapshot {
   readonly pools: ReadonlyMap<string, PoolRuntime>;
   /** Every backend of the revision, whatever its admin state (draining ones still hold connections). */
   readonly backends: ReadonlyMap<string, { poolId: string; record: BackendRecord }>;
+  /** An organisation's layer 7 policies; null when it has none. */
+  readonly policies: (orgId: string) => L7Policies | null;
 }
 
-export const EMPTY_SNAPSHOT: RuntimeSnapshot = { revision: -1, listeners: new Map(), pools: new Map(), backends: new Map() };
+export const EMPTY_SNAPSHOT: RuntimeSnapshot = { revision: -1, listeners: new Map(), pools: new Map(), backends: new Map(), policies: () => null };
 
 /**
  * Live load of a pool's targets, as the balancer reads it at pick time. While the balancer is

@@ -226,6 +226,39 @@ describe('HTTP/2 on an HTTPS listener', () => {
     assert.ok(counted > 0 && counted <= actual * 1.1, `counted ${counted} bytes out, the client read ${actual}`);
   });
 
+  it('routing rules apply to HTTP/2 requests: :authority as the host, transforms with field names in lower case, fixed responses', async () => {
+    const rule = await t.api.post('/api/v1/routing-rules', {
+      name: 'h2 rule',
+      priority: 1,
+      match: { hosts: ['localhost'], path_prefix: '/ruled' },
+      action: { type: 'FORWARD', pool_id: lb.poolId },
+      transforms: { add_response_headers: { 'X-Route': 'H2 ${method}' }, remove_response_headers: ['X-Backend'], url_rewrite: '^/ruled -> /' },
+    });
+    assert.equal(rule.status, 201, JSON.stringify(rule.body));
+    const fixed = await t.api.post('/api/v1/routing-rules', {
+      name: 'h2 fixed',
+      priority: 2,
+      match: { path_exact: '/teapot' },
+      action: { type: 'FIXED_RESPONSE', status_code: 418, content_type: 'text/plain', body: 'short and stout' },
+      transforms: { add_response_headers: { 'X-Why': 'Teapot' } },
+    });
+    assert.equal(fixed.status, 201, JSON.stringify(fixed.body));
+    try {
+      const res = await h2Request(session, { ':path': '/ruled', ':authority': 'localhost' });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['x-route'], 'H2 GET');
+      assert.equal(res.headers['x-backend'], undefined);
+      assert.ok(['a', 'b', 'c'].includes(res.body));
+      const teapot = await h2Request(session, { ':path': '/teapot' });
+      assert.equal(teapot.status, 418);
+      assert.equal(teapot.body, 'short and stout');
+      assert.equal(teapot.headers['x-why'], 'Teapot');
+    } finally {
+      await t.api.delete(`/api/v1/routing-rules/${rule.body.rule_id}`);
+      await t.api.delete(`/api/v1/routing-rules/${fixed.body.rule_id}`);
+    }
+  });
+
   it('counts h2 requests in the metrics like any other', async () => {
     const before = await requestsCounted();
     await Promise.all(Array.from({ length: 10 }, () => h2Request(session, { ':path': '/' })));

@@ -15,6 +15,13 @@ import type { LoadBalancerService } from '../../control/load-balancers.ts';
 import type { PoolService } from '../../control/pools.ts';
 import { type AccessControlService, MAX_NETWORK_ITEMS, type Versioned } from '../../control/access-control.ts';
 import { ConnectionThrottleInput, NetworkItemInput } from '../../model/listener.ts';
+import type { AclService } from '../../control/acls.ts';
+import type { RateLimitService } from '../../control/rate-limits.ts';
+import type { RoutingRuleService } from '../../control/routing-rules.ts';
+import { etag, Id, ifMatch } from './versioning.ts';
+import { registerRateLimitRoutes } from './rate-limit-routes.ts';
+import { registerRoutingRuleRoutes } from './routing-rule-routes.ts';
+import { AclCreate, AclPatch, AclQuery } from '../../model/acl.ts';
 
 export interface NativeServices {
   pools: PoolService;
@@ -24,25 +31,17 @@ export interface NativeServices {
   health: HealthStatusService;
   certificates: CertificateService;
   accessControl: AccessControlService;
+  acls: AclService;
+  rateLimits: RateLimitService;
+  routingRules: RoutingRuleService;
 }
 
-const Id = Type.String({ minLength: 1, maxLength: 128 });
 const PoolParams = Strict({ pool_id: Id });
 const BackendParams = Strict({ pool_id: Id, server_id: Id });
 const LbParams = Strict({ lb_id: Id });
 const ListenerParams = Strict({ lb_id: Id, listener_id: Id });
 const BackendQuery = Strict({ ...Paging.properties, status: Type.Optional(StringEnum(BACKEND_STATUSES)) });
 
-/** Lets a client compare before it writes: `If-Match` takes this value. */
-function etag<T extends { version: number }>(reply: FastifyReply, resource: T): T {
-  reply.header('etag', `"${resource.version}"`);
-  return resource;
-}
-
-function ifMatch(headers: Record<string, string | string[] | undefined>): string | undefined {
-  const v = headers['if-match'];
-  return Array.isArray(v) ? v[0] : v;
-}
 
 const CertParams = Strict({ cert_id: Id });
 
@@ -221,6 +220,9 @@ export function registerNativeRoutes(api: FastifyInstance, s: NativeServices): v
   );
 
   registerAccessControlRoutes(api, s);
+  registerAclRoutes(api, s);
+  registerRateLimitRoutes(api, s.rateLimits);
+  registerRoutingRuleRoutes(api, s.routingRules);
 }
 
 // ── Access lists and connection throttles (listener sub-resources) ────────────────────────
@@ -274,5 +276,30 @@ function registerAccessControlRoutes(api: FastifyInstance, s: NativeServices): v
   );
   api.delete<{ Params: Static<typeof ListenerParams> }>(ThrottlePath, { schema: { tags, params: ListenerParams } }, async (req, reply) =>
     tagged(reply, await s.accessControl.deleteThrottle(req.params.lb_id, req.params.listener_id, ifMatch(req.headers))),
+  );
+}
+
+// ── ACLs (seed 000 §8): layer 7 ALLOW / DENY rules of a tenant ────────────────────────────
+// Listed in evaluation order (priority). PATCH and DELETE honour If-Match; every answer that is
+// one ACL carries its version as the ETag.
+
+const AclParams = Strict({ acl_id: Id });
+
+function registerAclRoutes(api: FastifyInstance, s: NativeServices): void {
+  const tags = ['acls'];
+  api.post<{ Body: Static<typeof AclCreate> }>('/acls', { schema: { tags, body: AclCreate } }, async (req, reply) =>
+    reply.status(201).send(etag(reply, await s.acls.create(req.body))),
+  );
+  api.get<{ Querystring: Static<typeof AclQuery> }>('/acls', { schema: { tags, querystring: AclQuery } }, async (req) => s.acls.list(req.query));
+  api.get<{ Params: Static<typeof AclParams> }>('/acls/:acl_id', { schema: { tags, params: AclParams } }, async (req, reply) =>
+    etag(reply, await s.acls.get(req.params.acl_id)),
+  );
+  api.patch<{ Params: Static<typeof AclParams>; Body: Static<typeof AclPatch> }>(
+    '/acls/:acl_id',
+    { schema: { tags, params: AclParams, body: AclPatch } },
+    async (req, reply) => etag(reply, await s.acls.patch(req.params.acl_id, req.body, ifMatch(req.headers))),
+  );
+  api.delete<{ Params: Static<typeof AclParams> }>('/acls/:acl_id', { schema: { tags, params: AclParams } }, async (req) =>
+    s.acls.delete(req.params.acl_id, ifMatch(req.headers)),
   );
 }

@@ -3,6 +3,7 @@
  * a header, a cookie), then ask the pool's balancer.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Balancer } from '../../balancing/balancer.ts';
 import type { PoolRuntime } from '../../snapshot/snapshot.ts';
 
 /** The value of cookie `name` in a Cookie header, or undefined. */
@@ -32,6 +33,6 @@ function hashKey(pool: PoolRuntime, req: { headers: IncomingHttpHeaders }, clien
 }
 
 /** Index of the chosen target in `pool.targets`, or -1 when none is usable. */
-export function pickTarget(pool: PoolRuntime, req: { headers: IncomingHttpHeaders }, clientIp: string, avoid?: ReadonlySet<number>): number {
-  return pool.balancer.pick({ key: hashKey(pool, req, clientIp) }, avoid);
+export function pickTarget(pool: PoolRuntime, req: { headers: IncomingHttpHeaders }, clientIp: string, avoid?: ReadonlySet<number>, balancer: Balancer = pool.balancer): number {
+  return balancer.pick({ key: hashKey(pool, req, clientIp) }, avoid);
 }

@@ -25,6 +25,7 @@ import { countsAsPassiveFailure, isHandshakeFailure, passiveOutcome } from '../.
 import { connectionFacts, noteBackend, peerAddress, proxyPreamble } from '../accept.ts';
 import { clientCertificate, clientConnection, downstreamResponseHeaders, h2Fields, requestHost, trailerFields, upstreamRequestHeaders } from './headers.ts';
 import { learnAppCookie, pickSticky } from './sticky.ts';
+import { BoundTransforms, decide, type PolicyAnswer, requestFacts } from './policies.ts';
 import type { Upstreams } from './upstreams.ts';
 import type { RelayWorkers } from '../tcp/relay-workers.ts';
 
@@ -69,6 +70,8 @@ export interface ProxyDeps {
   /** Tells the current revision's balancer of `pool` that a target's load changed. */
   loadChanged(pool: PoolRuntime, index: number): void;
   now(): number;
+  /** Uniform in [0, 1): a WEIGHTED_ROUTE's draw. */
+  random(): number;
 }
 
 /** RFC 9110 §9.2.2: a request with one of these methods may be sent twice with the same effect. */
@@ -234,6 +237,19 @@ export function countBytes(socket: Socket | null, m: ListenerMetrics): void {
   } else lastCount.set(socket, { read, written });
 }
 
+/** A flat field list with its names in lower case. */
+function lowerNames(fields: string[]): string[] {
+  return fields.map((f, i) => (i % 2 === 0 ? f.toLowerCase() : f));
+}
+
+/** What the policy stage adds to a forwarded request. */
+interface Routed {
+  /** The request id, shared with the transforms' `${request_id}`. */
+  id: string;
+  transforms: BoundTransforms | null;
+  rateHeaders: [string, string][] | undefined;
+}
+
 /**
  * One client request and its way through one or more backends. Implements undici's dispatch
  * handler, so the response streams straight from the upstream parser into the client response.
@@ -262,6 +278,10 @@ class Exchange implements Dispatcher.DispatchHandler {
   #headersH2 = false;
   /** Session persistence: the cookie pinning the client to the backend that answers, when it changed. */
   #setCookie: string | null = null;
+  /** The matched routing rule's header edits; null when there is no rule or it edits nothing. */
+  readonly #transforms: BoundTransforms | null;
+  /** Fields a rate limit adds to the response (`headers_on_allowed`). */
+  readonly #rateHeaders: readonly [string, string][] | undefined;
   #bodyTimer: NodeJS.Timeout | undefined;
   #tried: Set<number> | undefined;
   #target: BackendTarget | undefined;
@@ -288,8 +308,19 @@ class Exchange implements Dispatcher.DispatchHandler {
   /** Since when the client has not been reading (ms, performance clock); 0 while it reads. */
   #pausedAt = 0;
 
-  constructor(deps: ProxyDeps, view: ListenerView, pool: PoolRuntime, req: ClientRequest, res: ClientResponse, path: string, ticket: BreakerTicket | null) {
+  constructor(
+    deps: ProxyDeps,
+    view: ListenerView,
+    pool: PoolRuntime,
+    req: ClientRequest,
+    res: ClientResponse,
+    path: string,
+    ticket: BreakerTicket | null,
+    routed: Routed | null = null,
+  ) {
     this.#deps = deps;
+    this.#transforms = routed?.transforms ?? null;
+    this.#rateHeaders = routed?.rateHeaders;
     this.#ticket = ticket;
     this.#view = view;
     this.#listener = view.runtime.listener;
@@ -298,7 +329,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#req = req;
     this.#res = writer(res);
     this.#h2 = isH2(res);
-    this.#id = requestId(req.headers['x-request-id']);
+    this.#id = routed?.id ?? requestId(req.headers['x-request-id']);
     this.#connection = clientConnection(req);
     this.#clientIp = peerAddress(this.#connection);
     const length = req.headers['content-length'];
@@ -358,6 +389,7 @@ class Exchange implements Dispatcher.DispatchHandler {
         drop: this.#view.runtime.dropHeaders,
         h2Upstream: h2,
       });
+      if (this.#transforms !== null) this.#headers = this.#transforms.requestHeaders(this.#headers);
     }
     this.#dispatchedAt = performance.now();
     this.#timedOut = false;
@@ -426,6 +458,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#latency = performance.now() - this.#dispatchedAt;
     this.#passive(status === 503, 'status 503');
     let out = downstreamResponseHeaders(headers);
+    if (this.#transforms !== null) out = this.#transforms.responseHeaders(out);
+    if (this.#rateHeaders !== undefined) for (const [name, value] of this.#rateHeaders) out.push(name, value);
     const h2 = this.#h2;
     if (this.#pool.sticky !== null) {
       if (this.#setCookie !== null) out.push('set-cookie', this.#setCookie);
@@ -435,6 +469,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     const extra = this.#view.runtime.responseHeaders;
     for (let i = 0; i < extra.length; i++) out.push(extra[i]!);
     if (h2) {
+      // HTTP/2 field names are lower case (RFC 9113 §8.2.1); a rule's or a rate limit's fields keep the spelling configured.
+      if (this.#transforms !== null || this.#rateHeaders !== undefined) out = lowerNames(out);
       out = h2Fields(out);
       // gRPC's Trailers-Only answer: the status in the head, and no body can follow.
       if (headers['grpc-status'] !== undefined && String(headers['content-type']).startsWith('application/grpc')) {
@@ -703,11 +739,52 @@ export function forward(deps: ProxyDeps, view: ListenerView, req: ClientRequest,
     res.end();
     return;
   }
-  const path = originForm(req);
+  let path = originForm(req);
   if (path === null) return answer(deps, view, req, res, 400, 'the request target must be a path, or an absolute URL naming the Host');
-  const pool = view.runtime.pool;
+  let pool = view.runtime.pool;
+  let routed: Routed | null = null;
+  const policies = view.runtime.policies;
+  if (policies !== null) {
+    const facts = requestFacts(req.method!, requestHost(req), path, req.headers, peerAddress(connection), view.runtime.listener);
+    const d = decide(policies, facts, policies.pools, pool, deps.now(), deps.random);
+    const id = requestId(req.headers['x-request-id']);
+    const route = d.route;
+    const transforms = route === null || route.transforms.empty ? null : new BoundTransforms(route, facts, id);
+    if (d.kind === 'answer') return answerForPolicy(deps, view, req, res, d, id, transforms);
+    pool = d.pool;
+    if (pool === null) {
+      return answer(deps, view, req, res, 503, d.poolId === null ? 'the listener has no default pool' : `pool ${d.poolId} of routing rule ${route?.rule.rule_id ?? '?'} does not exist`);
+    }
+    path = route?.transforms.rewrite(facts.path, facts.query) ?? path;
+    routed = { id, transforms, rateHeaders: d.rateHeaders };
+  }
   if (pool === null) return answer(deps, view, req, res, 503, 'the listener has no default pool');
   const ticket = pool.breaker?.allow(deps.now()) ?? null;
   if (pool.breaker !== null && ticket === null) return answer(deps, view, req, res, 503, `the circuit breaker of pool ${pool.pool.pool_id} is open`);
-  new Exchange(deps, view, pool, req, res, path, ticket).start();
+  new Exchange(deps, view, pool, req, res, path, ticket, routed).start();
+}
+
+/**
+ * An answer of the policy stage (an ACL's denial, a rate limit's refusal, a rule's redirect or
+ * fixed response): the configured status, fields and body, with the rule's response transforms.
+ */
+function answerForPolicy(deps: ProxyDeps, view: ListenerView, req: ClientRequest, res: ClientResponse, d: PolicyAnswer, id: string, transforms: BoundTransforms | null): void {
+  req.resume();
+  const body = req.method === 'HEAD' ? '' : d.body;
+  let fields: string[] = ['content-length', String(Buffer.byteLength(d.body)), 'x-request-id', id];
+  if (d.by !== 'redirect' && d.by !== 'fixed_response') fields.push('cache-control', 'no-store');
+  for (const [name, value] of d.headers) fields.push(name, value);
+  if (transforms !== null) fields = transforms.responseHeaders(fields);
+  if (view.closing && !isH2(res)) fields.push('connection', 'close');
+  const extra = view.runtime.responseHeaders;
+  for (let i = 0; i < extra.length; i++) fields.push(extra[i]!);
+  try {
+    writer(res).writeHead(d.status, isH2(res) ? h2Fields(lowerNames(fields)) : fields);
+    writer(res).end(body);
+  } catch {
+    // A field node refuses (a template rendered into an invalid value): a cut rather than half an answer.
+    res.destroy();
+  }
+  deps.metrics.request(view.metrics, d.poolId, 'none', d.status, 0);
+  countBytes(clientConnection(req), view.metrics);
 }

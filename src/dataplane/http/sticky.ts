@@ -11,6 +11,7 @@
  * - SOURCE_IP: a table from client address to backend, refreshed on every use.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Balancer } from '../../balancing/balancer.ts';
 import type { PoolRuntime, StickyRuntime } from '../../snapshot/snapshot.ts';
 import { cookieValue, pickTarget } from './pick.ts';
 
@@ -62,6 +63,20 @@ export function pickSticky(pool: PoolRuntime, request: { headers: IncomingHttpHe
   if (s.type === 'SOURCE_IP') s.table!.set(clientIp, chosen, now + s.ttlMs);
   const setCookie = s.type === 'COOKIE' && chosen !== serverId ? stickyCookie(s, chosen, secure) : null;
   return { index, setCookie };
+}
+
+/**
+ * The backend a request would get, for the dry run: the pin when there is one it may keep, else
+ * `balancer`'s pick (a fresh one: the live balancer's position is not moved). Pins nothing.
+ */
+export function previewSticky(pool: PoolRuntime, request: { headers: IncomingHttpHeaders }, clientIp: string, now: number, balancer: Balancer): number {
+  const s = pool.sticky;
+  if (s !== null) {
+    const serverId = pinned(s, request.headers, clientIp, now);
+    const i = serverId === undefined ? undefined : pool.index.get(serverId);
+    if (i !== undefined && pool.load.pinnable(i)) return i;
+  }
+  return pickTarget(pool, request, clientIp, undefined, balancer);
 }
 
 /** APP_COOKIE: a response that sets the application's cookie pins its value to the backend that answered. */

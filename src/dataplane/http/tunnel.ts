@@ -7,7 +7,7 @@
  * not remove that backend, and closes after the listener's idle timeout only when no byte moved
  * either way.
  */
-import type { IncomingMessage } from 'node:http';
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { performance } from 'node:perf_hooks';
@@ -18,6 +18,7 @@ import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
 import type { PoolRuntime, UpstreamSpec } from '../../snapshot/snapshot.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { pickSticky } from './sticky.ts';
+import { BoundTransforms, decide, type PolicyAnswer, requestFacts } from './policies.ts';
 import { connectionFacts, noteBackend, noteEnd, peerAddress, proxyPreamble } from '../accept.ts';
 import { clientCertRefusal, countBytes, headProblem, type ListenerView, originForm, type ProxyDeps, subjectFact } from './proxy.ts';
 
@@ -40,6 +41,17 @@ export function answerRaw(socket: Socket, status: number, id: string, reason: st
     `HTTP/1.1 ${status} ${title}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
       `x-request-id: ${id}\r\n${status === 503 ? 'retry-after: 1\r\n' : ''}${extra}connection: close\r\n\r\n${body}`,
   );
+}
+
+/** A policy's answer (an ACL denial, a rate limit, a rule's redirect or fixed response) on a handed-over socket, which then closes. */
+function answerDecision(socket: Socket, d: PolicyAnswer, id: string): void {
+  socket.on('error', () => socket.destroy());
+  socket.resume();
+  socket.setTimeout(LINGER_MS, () => socket.destroy());
+  let head = `HTTP/1.1 ${d.status} ${STATUS_CODES[d.status] ?? 'Unknown'}\r\n`;
+  for (const [name, value] of d.headers) head += `${name}: ${value}\r\n`;
+  if (d.by === 'acl' || d.by === 'rate_limit') head += 'cache-control: no-store\r\n';
+  socket.end(`${head}content-length: ${Buffer.byteLength(d.body)}\r\nx-request-id: ${id}\r\nconnection: close\r\n\r\n${d.body}`);
 }
 
 /** The status code at the start of the backend's first bytes, or 0 when it is not an HTTP status line. */
@@ -72,7 +84,7 @@ function dial(spec: UpstreamSpec, preamble: Buffer | null): { socket: Socket; re
 export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage, client: Socket, head: Buffer): void {
   const id = requestId(req.headers['x-request-id']);
   const started = performance.now();
-  const pool: PoolRuntime | null = view.runtime.pool;
+  let pool: PoolRuntime | null = view.runtime.pool;
   const listener = view.runtime.listener;
   client.on('error', () => client.destroy());
   // Nothing from the client goes anywhere until the backend has agreed to switch protocols.
@@ -108,15 +120,33 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
   if (!/^websocket$/i.test(req.headers.upgrade ?? '')) return refuse(400, `upgrade to '${req.headers.upgrade}' is not supported`);
   const rejected = clientCertRefusal(view, client);
   if (rejected !== null) return refuse(403, rejected);
+  const clientIp = peerAddress(client);
+  if (connectionFacts(client)?.refused !== undefined) return refuse(503, 'too many connections from your address');
+  let upstreamPath = path;
+  let transforms: BoundTransforms | null = null;
+  const policies = view.runtime.policies;
+  if (policies !== null) {
+    // The same policy stage as any request: a WebSocket handshake is an HTTP request until it is answered 101.
+    const facts = requestFacts(req.method!, req.headers.host, path, req.headers, clientIp, listener);
+    const d = decide(policies, facts, policies.pools, pool, deps.now(), deps.random);
+    if (d.route !== null && !d.route.transforms.empty) transforms = new BoundTransforms(d.route, facts, id);
+    if (d.kind === 'answer') {
+      answerDecision(client, d, id);
+      done(d.poolId, 'none', d.status);
+      return;
+    }
+    if (d.pool === null) return refuse(503, d.poolId === null ? 'the listener has no default pool' : `pool ${d.poolId} does not exist`);
+    pool = d.pool;
+    upstreamPath = d.route?.transforms.rewrite(facts.path, facts.query) ?? path;
+  }
   if (pool === null) return refuse(503, 'the listener has no default pool');
   if (pool.breaker !== null) {
     ticket = pool.breaker.allow(deps.now());
     if (ticket === null) return refuse(503, `the circuit breaker of pool ${pool.pool.pool_id} is open`);
   }
 
-  const clientIp = peerAddress(client);
-  if (connectionFacts(client)?.refused !== undefined) return refuse(503, 'too many connections from your address');
-  const headers = upstreamRequestHeaders(
+  const chosen = pool;
+  let headers = upstreamRequestHeaders(
     req,
     {
       clientIp,
@@ -128,18 +158,19 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
     },
     true,
   );
-  let requestHead = `${req.method} ${path} HTTP/1.1\r\n`;
+  if (transforms !== null) headers = transforms.requestHeaders(headers);
+  let requestHead = `${req.method} ${upstreamPath} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) requestHead += `${headers[i]}: ${headers[i + 1]}\r\n`;
   requestHead += '\r\n';
 
   connectBackend({
-    pool,
+    pool: chosen,
     request: req,
     clientIp,
     connectMs: listener.timeouts.connect_ms,
     now: deps.now,
     loadChanged: deps.loadChanged,
-    pick: (avoid) => pickSticky(pool, req, clientIp, deps.now(), listener.protocol === 'HTTPS', avoid).index,
+    pick: (avoid) => pickSticky(chosen, req, clientIp, deps.now(), listener.protocol === 'HTTPS', avoid).index,
     open: (target) => dial(target.upstream, proxyPreamble(target.upstream.proxyProtocol, client)),
     gone: () => client.destroyed,
     closeClient: (why) => {
@@ -151,7 +182,7 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
     },
     failed: (tried, lastError, target) => {
       const status = tried ? 502 : 503;
-      if (target) refuse(502, `backend ${target.id} failed (${lastError})`, pool.pool.pool_id, target.id);
+      if (target) refuse(502, `backend ${target.id} failed (${lastError})`, chosen.pool.pool_id, target.id);
       else refuse(status, tried ? `backend failed (${lastError})` : 'no usable backend');
       settle(status);
     },
@@ -161,10 +192,10 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
       upstream.once('data', (first: Buffer) => {
         const status = statusOf(first);
         target.record.observe(deps.now(), performance.now() - started, status >= 500 || status === 0);
-        done(pool.pool.pool_id, target.id, status);
+        done(chosen.pool.pool_id, target.id, status);
         settle(status);
         if (status === 101) {
-          if (pool.passive) passiveOutcome(target.record, false, '', deps.now()); // an answer resets the count
+          if (chosen.passive) passiveOutcome(target.record, false, '', deps.now()); // an answer resets the count
           // Switched: from here on both directions are the application's.
           if (head.length > 0) upstream.write(head);
           client.pipe(upstream);

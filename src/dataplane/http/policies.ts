@@ -1,0 +1,204 @@
+/**
+ * The layer 7 policy stage of an HTTP request (DESIGN.md's data plane stages): ACL, then routing
+ * rule, then rate limit, then the rule's action. One function decides for live traffic and for the
+ * dry run (`POST /routing-rules/test`), so the two cannot disagree; the dry run only reads (it
+ * counts no ACL match, rule hit or rate limit budget, and draws no pool from a weighted split).
+ *
+ * Order and why:
+ * 1. ACL: a denied client learns nothing about routes and spends no rate limit budget.
+ * 2. Routing rule: the lowest priority rule whose conditions hold; none → the listener's default pool.
+ *    A WEIGHTED_ROUTE draws its pool here, so rate limits matching by pool see the drawn one.
+ * 3. Rate limit: keyed by the routed pool and rule (PER_RULE).
+ * 4. Action: REDIRECT and FIXED_RESPONSE are answered by Fulcrum; FORWARD and WEIGHTED_ROUTE go to
+ *    the balancer with the rule's transforms.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { Listener } from '../../model/listener.ts';
+import type { RequestFacts } from '../../policy/request.ts';
+import type { Route } from '../../policy/routing/matcher.ts';
+import { normalizeHost, redirectLocation } from '../../policy/routing/rule.ts';
+import { TransformContext, type TransformPreview } from '../../policy/routing/transforms.ts';
+import type { L7Policies } from '../../snapshot/policies.ts';
+import type { PoolRuntime, RuntimeSnapshot } from '../../snapshot/snapshot.ts';
+
+/** The Host without its port: `Example.com:8080` → `example.com`, `[::1]:80` → `::1`. */
+export function hostName(authority: string | undefined): string {
+  if (authority === undefined || authority === '') return '';
+  const bracket = authority.startsWith('[') ? authority.indexOf(']') : -1;
+  const colon = bracket >= 0 ? authority.indexOf(':', bracket) : authority.lastIndexOf(':');
+  return normalizeHost(colon >= 0 ? authority.slice(0, colon) : authority);
+}
+
+/** What the policies see of a request whose target (origin-form) is `target`. */
+export function requestFacts(method: string, authority: string | undefined, target: string, headers: IncomingHttpHeaders, clientIp: string, listener: Listener): RequestFacts {
+  const q = target.indexOf('?');
+  return {
+    method,
+    host: hostName(authority),
+    path: q < 0 ? target : target.slice(0, q),
+    query: q < 0 ? '' : target.slice(q + 1),
+    headers,
+    clientIp,
+    listenerId: listener.listener_id,
+    orgId: listener.org_id,
+  };
+}
+
+/** A response Fulcrum gives itself in place of the backend's. */
+export interface PolicyAnswer {
+  kind: 'answer';
+  /** Which stage answered. */
+  by: 'acl' | 'rate_limit' | 'redirect' | 'fixed_response';
+  status: number;
+  headers: [string, string][];
+  body: string;
+  /** The pool the request was routed to, for metrics ('none' when there is none). */
+  poolId: string;
+  route: Route | null;
+}
+
+/** Forward the request to `pool` (null: the listener has no default pool and no rule gave one). */
+export interface PolicyForward {
+  kind: 'forward';
+  pool: PoolRuntime | null;
+  /** The pool id the request was routed to, even when it no longer exists. */
+  poolId: string | null;
+  route: Route | null;
+  /** Headers a rate limit adds to the response (`headers_on_allowed`), if any. */
+  rateHeaders: [string, string][] | undefined;
+}
+
+export type PolicyDecision = PolicyAnswer | PolicyForward;
+
+/**
+ * Decides a live request: counts the ACL match, the rule hit and the rate limit budget. `pools` is
+ * the snapshot's (the request's revision), `defaultPool` the listener's.
+ */
+export function decide(p: L7Policies, facts: RequestFacts, pools: L7Policies['pools'], defaultPool: PoolRuntime | null, now: number, random: () => number): PolicyDecision {
+  if (p.acl !== null) {
+    const v = p.acl.evaluate(facts, now);
+    if (v.action === 'DENY') {
+      return { kind: 'answer', by: 'acl', status: v.status, headers: [['content-type', v.contentType]], body: v.body, poolId: 'none', route: null };
+    }
+  }
+  const route = p.routes.route(facts);
+  let poolId: string | null = defaultPool?.pool.pool_id ?? null;
+  if (route !== null) {
+    p.state.ruleHits.hit(route.rule.rule_id, now);
+    const a = route.action;
+    if (a.type === 'FORWARD') poolId = a.poolId;
+    else if (a.type === 'WEIGHTED_ROUTE') poolId = a.choice.pick(random);
+    else poolId = null;
+  }
+  const limit = p.rateLimits.check(facts, { poolId, ruleId: route?.rule.rule_id ?? null });
+  if (limit.limited) {
+    return { kind: 'answer', by: 'rate_limit', status: limit.status, headers: limit.headers, body: limit.body, poolId: poolId ?? 'none', route };
+  }
+  if (route !== null) {
+    const a = route.action;
+    if (a.type === 'REDIRECT') {
+      const location = redirectLocation(a, facts.path, facts.query);
+      return { kind: 'answer', by: 'redirect', status: a.statusCode, headers: [['location', location]], body: '', poolId: 'none', route };
+    }
+    if (a.type === 'FIXED_RESPONSE') {
+      return { kind: 'answer', by: 'fixed_response', status: a.statusCode, headers: [['content-type', a.contentType]], body: a.body, poolId: 'none', route };
+    }
+  }
+  const pool = poolId === null ? null : (route === null ? defaultPool : (pools.get(poolId) ?? null));
+  return { kind: 'forward', pool, poolId, route, rateHeaders: limit.headers };
+}
+
+/** A request's transforms, bound to it (templates read its facts and request id). */
+export class BoundTransforms {
+  readonly route: Route;
+  readonly context: TransformContext;
+
+  constructor(route: Route, facts: RequestFacts, requestId: string) {
+    this.route = route;
+    this.context = new TransformContext(facts, requestId, randomUUID);
+  }
+
+  requestHeaders(headers: string[]): string[] {
+    return this.route.transforms.applyRequest(headers, this.context);
+  }
+
+  responseHeaders(headers: string[]): string[] {
+    return this.route.transforms.applyResponse(headers, this.context);
+  }
+}
+
+// ── Dry run ──────────────────────────────────────────────────────────────────────────────
+
+export interface DryRunResult {
+  matched_rule: { rule_id: string; name: string; priority: number } | null;
+  /** The action that would be taken: the matched rule's, or FORWARD to the default pool. */
+  action: string;
+  selected_pool: string | null;
+  selected_backend: string | null;
+  /** Why there is no pool or backend, when there is none. */
+  reason: string | null;
+  /** A WEIGHTED_ROUTE draws per request: each pool's share (the selected pool is one draw). */
+  weighted_shares: { pool_id: string; share_percent: number }[] | null;
+  transforms_applied: TransformPreview;
+  /** REDIRECT: where the client would be sent; FIXED_RESPONSE: the status it would get. */
+  response: { status_code: number; location?: string; content_type?: string } | null;
+  rate_limit_status: 'ALLOWED' | 'LIMITED' | 'EXEMPT';
+  acl_status: 'ALLOWED' | 'DENIED';
+  acl_id: string | null;
+}
+
+/** How a dry run picks a backend from a pool without counting it as traffic. */
+export type PreviewPick = (pool: PoolRuntime, facts: RequestFacts) => { index: number; reason: string | null };
+
+/**
+ * What `decide` would do with this request, read-only: every stage is evaluated (an ACL denial is
+ * reported together with what routing would have done), nothing is counted, and the backend comes
+ * from `pick` (a balancer built afresh from the pool's targets, so no traffic is counted either).
+ */
+export function dryRun(p: L7Policies | null, facts: RequestFacts, rawHeaders: readonly string[], pools: RuntimeSnapshot['pools'], defaultPool: PoolRuntime | null, now: number, pick: PreviewPick): DryRunResult {
+  const acl = p?.acl?.peek(facts, now) ?? { action: 'ALLOW' as const, aclId: null };
+  const route = p?.routes.route(facts) ?? null;
+  let poolId: string | null = defaultPool?.pool.pool_id ?? null;
+  let action = 'FORWARD (default pool)';
+  let shares: DryRunResult['weighted_shares'] = null;
+  let response: DryRunResult['response'] = null;
+  let reason: string | null = null;
+  if (route !== null) {
+    const a = route.action;
+    action = a.type;
+    if (a.type === 'FORWARD') poolId = a.poolId;
+    else if (a.type === 'WEIGHTED_ROUTE') {
+      poolId = a.choice.pick(Math.random);
+      shares = a.choice.items.map((id, i) => ({ pool_id: id, share_percent: Math.round(a.choice.share(i) * 1000) / 10 }));
+    } else {
+      poolId = null;
+      if (a.type === 'REDIRECT') response = { status_code: a.statusCode, location: redirectLocation(a, facts.path, facts.query) };
+      else response = { status_code: a.statusCode, content_type: a.contentType };
+      reason = `the rule answers with ${a.type === 'REDIRECT' ? 'a redirect' : 'a fixed response'}: nothing is forwarded`;
+    }
+  } else if (defaultPool === null) reason = facts.listenerId === '' ? 'no rule matched and no listener_id was given, so there is no default pool' : 'no rule matched and the listener has no default pool';
+  const rate = p?.rateLimits.peek(facts, { poolId, ruleId: route?.rule.rule_id ?? null }) ?? 'ALLOWED';
+  let backend: string | null = null;
+  const pool = poolId === null ? null : route === null ? defaultPool : (pools.get(poolId) ?? null);
+  if (poolId !== null && pool === null) reason = `pool ${poolId} does not exist`;
+  if (pool !== null) {
+    const picked = pick(pool, facts);
+    if (picked.index >= 0) backend = pool.targets[picked.index]!.id;
+    else reason = picked.reason;
+  }
+  const empty: TransformPreview = { headers_added: [], headers_removed: [], url_rewritten: null };
+  return {
+    matched_rule: route === null ? null : { rule_id: route.rule.rule_id, name: route.rule.name, priority: route.rule.priority },
+    action,
+    selected_pool: poolId,
+    selected_backend: backend,
+    reason,
+    weighted_shares: shares,
+    transforms_applied: route === null || route.transforms.empty ? empty : route.transforms.preview(rawHeaders, facts.path, facts.query),
+    response,
+    rate_limit_status: rate,
+    acl_status: acl.action === 'DENY' ? 'DENIED' : 'ALLOWED',
+    acl_id: acl.aclId,
+  };
+}
