@@ -24,6 +24,8 @@ export interface FulcrumOptions {
   tls: TlsFiles | undefined;
   /** With tcp-* scenarios: a TCP listener (layer 4 relay) over the same pool. */
   tcp: boolean;
+  /** Routing rules (with an ACL and a rate limit) every HTTP request goes through; 0: none. */
+  policies: number;
 }
 
 /** Minimal API client: JSON in, JSON out, any non-2xx is an error that names the call. */
@@ -112,6 +114,24 @@ export async function startFulcrum(o: FulcrumOptions): Promise<Peer> {
       default_pool_id: pool.pool_id,
     });
     if (listener.status !== 'ACTIVE') throw new Error(`listener is ${listener.status}: ${listener.status_message}`);
+
+    if (o.policies > 0) {
+      // Rules for other hosts (filed in the index, never candidates for the bench's requests), then
+      // the catch-all that forwards to the same pool: each request is matched, ACL-checked and
+      // counted against a rate limit, and ends where it would without policies.
+      for (let i = 1; i < o.policies; i++) {
+        await call('POST', '/routing-rules', {
+          name: `bench-other-${i}`,
+          priority: i,
+          match: { hosts: [`h${i}.bench.example`], paths: [`/svc${i}/*`] },
+          action: { type: 'FORWARD', pool_id: pool.pool_id },
+        });
+      }
+      await call('POST', '/routing-rules', { name: 'bench-catch-all', priority: o.policies, match: { paths: ['/*'] }, action: { type: 'FORWARD', pool_id: pool.pool_id } });
+      await call('POST', '/acls', { name: 'bench-deny', priority: 1, action: 'DENY', match: { source_ips: ['192.0.2.0/24'] } });
+      await call('POST', '/rate-limits', { name: 'bench-limit', scope: 'PER_SOURCE_IP', limits: { requests_per_second: 10_000_000, burst_size: 10_000_000 } });
+      log(`fulcrum: ${o.policies} routing rules, 1 ACL and 1 rate limit on every request`);
+    }
 
     const alive = () => isRunning(peer.group!);
     // Any answer means the listener is up; then give forwarding a moment to produce a 200.

@@ -17,6 +17,11 @@ HTTP (and layer 4) load benchmark of Fulcrum against HAProxy and a direct origin
   --peers LIST        comma-separated, in this order: direct, haproxy, fulcrum (default all three)
   --fulcrum-args ARGS extra arguments for Fulcrum's node command, e.g. '--cpu-prof' (a profile without
                       a directory is written to the results folder). Also: env FULCRUM_BENCH_NODE_ARGS
+  --fulcrum-policies N
+                      give Fulcrum's listeners layer 7 policies every request goes through: N routing
+                      rules (N-1 for other hosts, then a catch-all forwarding to the same pool), a DENY
+                      ACL for another network and a per-client rate limit that never refuses
+                      (default 0: none, requests skip the policy stage)
   --require-200       fail unless Fulcrum's listener answers 200 (default: warn, measure, count non-2xx)
   --port-offset N     add N to every fixed port (origin 19101-19103, HAProxy 18080, TLS 18443 and
                       TCP 18090, Fulcrum 18081, TLS 18444 and TCP 18091), when something else holds
@@ -36,6 +41,7 @@ export interface Options {
   scenarios: string[];
   peers: string[];
   fulcrumArgs: string;
+  fulcrumPolicies: number;
   require200: boolean;
   portOffset: number;
   report: string | undefined;
@@ -63,6 +69,7 @@ export function parseOptions(argv: string[]): Options {
       scenarios: { type: 'string', default: DEFAULT_SCENARIOS },
       peers: { type: 'string', default: PEERS.join(',') },
       'fulcrum-args': { type: 'string', default: process.env.FULCRUM_BENCH_NODE_ARGS ?? '' },
+      'fulcrum-policies': { type: 'string', default: '0' },
       'require-200': { type: 'boolean', default: false },
       'port-offset': { type: 'string', default: '0' },
       report: { type: 'string' },
@@ -75,6 +82,7 @@ export function parseOptions(argv: string[]): Options {
     scenarios: list(values.scenarios),
     peers: list(values.peers),
     fulcrumArgs: values['fulcrum-args'],
+    fulcrumPolicies: Number(values['fulcrum-policies']),
     require200: values['require-200'],
     portOffset: Number(values['port-offset']),
     report: values.report,
@@ -82,6 +90,9 @@ export function parseOptions(argv: string[]): Options {
   };
   if (!Number.isInteger(o.duration) || o.duration < 1) throw new Error(`--duration: a whole number of seconds ≥ 1, not ${values.duration}`);
   if (!Number.isInteger(o.rounds) || o.rounds < 1) throw new Error(`--rounds: a whole number ≥ 1, not ${values.rounds}`);
+  if (!Number.isInteger(o.fulcrumPolicies) || o.fulcrumPolicies < 0 || o.fulcrumPolicies > 10_000) {
+    throw new Error(`--fulcrum-policies: a whole number of rules from 0 to 10000, not ${values['fulcrum-policies']}`);
+  }
   if (!Number.isInteger(o.portOffset) || o.portOffset < -10000 || o.portOffset > 40000) {
     throw new Error(`--port-offset: a whole number from -10000 to 40000, not ${values['port-offset']}`);
   }

@@ -58,7 +58,7 @@ function writeMeta(dir: string, o: Options, tools: Tools, apiPort: number | unde
   const lines = [
     `date: ${new Date().toISOString()}`,
     `host: ${cpus().length} cpus, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}, loadavg at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
-    `args: duration=${o.duration}s rounds=${o.rounds} scenarios=${o.scenarios.join(',')} peers=${o.peers.join(',')} fulcrum-args='${o.fulcrumArgs}' port-offset=${o.portOffset}`,
+    `args: duration=${o.duration}s rounds=${o.rounds} scenarios=${o.scenarios.join(',')} peers=${o.peers.join(',')} fulcrum-args='${o.fulcrumArgs}' fulcrum-policies=${o.fulcrumPolicies} port-offset=${o.portOffset}`,
     `ports: origin ${PORTS.origins.join(',')} haproxy ${PORTS.haproxy} (TLS ${PORTS.haproxyTls}, TCP ${PORTS.haproxyTcp}) ` +
       `fulcrum ${PORTS.fulcrum} (TLS ${PORTS.fulcrumTls}, TCP ${PORTS.fulcrumTcp}) fulcrum-api ${apiPort ?? '-'}`,
     `fulcrum: ${gitRevision()}, node ${process.version}`,
@@ -124,7 +124,7 @@ async function main(o: Options): Promise<void> {
     if (name === 'haproxy') peers.push(await startHaproxy(tools, stateDir, logDir, tls, tcp));
     if (name === 'fulcrum') {
       const nodeArgs = fulcrumNodeArgs(o.fulcrumArgs, outDir);
-      const f = await startFulcrum({ stateDir, logDir, apiPort: apiPort!, nodeArgs, require200: o.require200, tls, tcp });
+      const f = await startFulcrum({ stateDir, logDir, apiPort: apiPort!, nodeArgs, require200: o.require200, tls, tcp, policies: o.fulcrumPolicies });
       meta.fulcrumStartStatus = f.startStatus;
       peers.push(f);
     }

@@ -1,3 +1,4 @@
+import { policiesNamingPools } from './routing-rules.ts';
 import { DEFAULT_SCOPE_ID } from '../model/common.ts';
 import type { Listener } from '../model/listener.ts';
 import type { LoadBalancer, LoadBalancerCreate, LoadBalancerPatch } from '../model/load-balancer.ts';
@@ -105,6 +106,10 @@ export class LoadBalancerService {
           lb_id: lbId,
           listener_ids: outside.map((l) => l.id),
         });
+      }
+      const named = await policiesNamingPools(tx, poolIds);
+      if (named.routing_rule_ids.length > 0 || named.rate_limit_ids.length > 0) {
+        throw new FulcrumError('POOL_IN_USE', `Pools of '${lbId}' are named by routing rules or rate limits; change or delete them first`, { lb_id: lbId, ...named });
       }
       const removedBackends: string[] = [];
       for (const p of pools) {

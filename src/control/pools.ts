@@ -1,5 +1,4 @@
-import { rulesUsingPool } from './routing-rules.ts';
-import type { RateLimit } from '../model/rate-limit.ts';
+import { policiesNamingPools } from './routing-rules.ts';
 import type { Backend } from '../model/backend.ts';
 import { DEFAULT_SCOPE_ID, isoSeconds } from '../model/common.ts';
 import { type HealthCheck, type HealthCheckInput, redactHealthCheck } from '../model/health-check.ts';
@@ -287,13 +286,12 @@ export class PoolService {
           listener_ids: users.map((l) => l.id),
         });
       }
-      const rules = await rulesUsingPool(tx, poolId);
-      const limits = (await tx.list<RateLimit>('rate_limit')).items.filter((r) => r.body.match.pools?.includes(poolId)).map((r) => r.id);
-      if (rules.length > 0 || limits.length > 0) {
+      const named = await policiesNamingPools(tx, new Set([poolId]));
+      if (named.routing_rule_ids.length > 0 || named.rate_limit_ids.length > 0) {
         throw new FulcrumError(
           'POOL_IN_USE',
-          `Pool '${poolId}' is named by ${rules.length} routing rule(s) and ${limits.length} rate limit(s); change or delete them first`,
-          { pool_id: poolId, routing_rule_ids: rules, rate_limit_ids: limits },
+          `Pool '${poolId}' is named by ${named.routing_rule_ids.length} routing rule(s) and ${named.rate_limit_ids.length} rate limit(s); change or delete them first`,
+          { pool_id: poolId, ...named },
         );
       }
       const backends = (await tx.list<Backend>('backend', { parentId: poolId })).items;

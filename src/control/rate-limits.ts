@@ -9,6 +9,7 @@
  * Rules are evaluated in creation order (`created_at`, then id: `rateLimitOrder`, the order the
  * data plane compiles them in; an update keeps a rule's place), and listed in that order too.
  */
+import { FIELD_VALUE_REASON, hasControlCharacter, isOwnedField } from '../policy/routing/transforms.ts';
 import { isIP } from 'node:net';
 import { DEFAULT_SCOPE_ID } from '../model/common.ts';
 import type { Pool } from '../model/pool.ts';
@@ -44,18 +45,6 @@ export type RateLimitView = { rate_limit_id: string; name: string; status: RateL
 
 /** An HTTP field name: a token (RFC 9110 §5.1, §5.6.2). */
 const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-/**
- * A field value is visible characters, spaces, tabs and obs-text (RFC 9110 §5.5): no CR, LF, NUL
- * or other controls, and nothing beyond one byte, which node refuses to send.
- */
-function badFieldValue(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return true;
-  }
-  return false;
-}
-
 /** Words that only repeat the type in an id (`Per-IP API Rate Limit` → `rl-per-ip-api`). */
 const REDUNDANT_WORDS = ['rate', 'limit', 'limits', 'rl'];
 
@@ -163,7 +152,11 @@ export class RateLimitService {
     for (const [name, value] of Object.entries(headers)) {
       const unknown = unknownPlaceholders(value);
       if (unknown.length > 0) problems.push({ field: `action_on_limit.headers.${name}`, reason: RateLimitService.#placeholderReason(unknown) });
-      if (badFieldValue(value)) problems.push({ field: `action_on_limit.headers.${name}`, reason: 'a header value may not hold control characters such as CR or LF, nor characters beyond Latin-1 (RFC 9110 §5.5)' });
+      if (hasControlCharacter(value)) problems.push({ field: `action_on_limit.headers.${name}`, reason: FIELD_VALUE_REASON });
+      const lower = name.toLowerCase();
+      if (isOwnedField(name) || lower === 'x-request-id') {
+        problems.push({ field: `action_on_limit.headers.${name}`, reason: `'${name}' is Fulcrum's to set on the refusal (message framing, the connection, the request id)` });
+      }
     }
     const unknownInBody = unknownPlaceholders(body);
     if (unknownInBody.length > 0) problems.push({ field: 'action_on_limit.body', reason: RateLimitService.#placeholderReason(unknownInBody) });

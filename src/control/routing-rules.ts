@@ -11,16 +11,18 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { DEFAULT_SCOPE_ID } from '../model/common.ts';
 import type { Listener } from '../model/listener.ts';
 import type { Pool } from '../model/pool.ts';
+import type { RateLimit } from '../model/rate-limit.ts';
 import type { RouteTest, RoutingRule, RoutingRuleCreate, RoutingRulePatch, RoutingRuleReplace, RuleMatch } from '../model/routing-rule.ts';
 import { parseNetwork, plainAddress } from '../policy/cidr.ts';
 import type { RequestFacts } from '../policy/request.ts';
-import { checkRule } from '../policy/routing/rule.ts';
+import { checkRule, normalizeHost } from '../policy/routing/rule.ts';
 import { summarizeAction, summarizeMatch } from '../policy/routing/summary.ts';
 import type { RuleHits } from '../runtime/rule-hits.ts';
 import { byCreation } from '../snapshot/compile.ts';
 import { hostName } from '../dataplane/http/policies.ts';
 import type { ReadView } from '../store/store.ts';
-import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
+import { asVersionConflict, type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
+import { VersionConflict } from '../store/store.ts';
 import { type FieldProblem, FulcrumError, notFound, validationError } from './errors.ts';
 import { allocateId } from './ids.ts';
 
@@ -73,7 +75,7 @@ function matchKey(m: RuleMatch): string {
   const sorted = (xs: readonly string[] | undefined) => (xs === undefined ? undefined : [...new Set(xs)].sort());
   return canonical({
     ...m,
-    hosts: sorted(m.hosts?.map((h) => h.toLowerCase())),
+    hosts: sorted(m.hosts?.map((h) => normalizeHost(h))),
     paths: sorted(m.paths),
     methods: sorted(m.methods),
     headers: m.headers === undefined ? undefined : Object.fromEntries(Object.entries(m.headers).map(([k, v]) => [k.toLowerCase(), sorted(v)])),
@@ -249,6 +251,8 @@ export class RoutingRuleService {
     const rule = await writeAndApply(this.#ctx, async (tx) => {
       const found = await tx.get<RoutingRule>('routing_rule', ruleId);
       if (!found) throw notFound.rule(ruleId);
+      // A stale version is said first: the problems of a change made on an old copy may not be the current ones.
+      if (expect !== 'any' && expect !== found.version) asVersionConflict(new VersionConflict('routing_rule', ruleId, expect, found.version));
       const next = { ...change(found.body), updated_at: isoNow(this.#ctx.clock) };
       await this.#check(next, tx, []);
       return (await tx.put('routing_rule', ruleId, found.parentId, found.scope, next, expect)).body;
@@ -310,9 +314,15 @@ export class RoutingRuleService {
   }
 }
 
-/** The pools' routing rules, for POOL_IN_USE: which rules send requests to `poolId`. */
-export async function rulesUsingPool(view: ReadView, poolId: string): Promise<string[]> {
-  return byCreation((await view.list<RoutingRule>('routing_rule')).items.map((r) => r.body), (r) => r.rule_id)
-    .filter((r) => poolsOf(r).includes(poolId))
-    .map((r) => r.rule_id);
+/**
+ * The routing rules that send requests to any of `poolIds` and the rate limits that name any of
+ * them in `match.pools`: what keeps those pools from being deleted (POOL_IN_USE).
+ */
+export async function policiesNamingPools(view: ReadView, poolIds: ReadonlySet<string>): Promise<{ routing_rule_ids: string[]; rate_limit_ids: string[] }> {
+  const rules = byCreation((await view.list<RoutingRule>('routing_rule')).items.map((r) => r.body), (r) => r.rule_id);
+  const limits = (await view.list<RateLimit>('rate_limit')).items;
+  return {
+    routing_rule_ids: rules.filter((r) => poolsOf(r).some((id) => poolIds.has(id))).map((r) => r.rule_id),
+    rate_limit_ids: limits.filter((r) => r.body.match.pools?.some((id) => poolIds.has(id))).map((r) => r.id),
+  };
 }

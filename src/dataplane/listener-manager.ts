@@ -40,7 +40,7 @@ import type { ConfigSet } from '../snapshot/compile.ts';
 import { PolicyCompiler } from '../snapshot/policies.ts';
 import type { PolicyState } from '../runtime/policies.ts';
 import type { RequestFacts } from '../policy/request.ts';
-import { type DryRunResult, dryRun } from './http/policies.ts';
+import { type DryRunResult, dryRun, redirectedDryRun } from './http/policies.ts';
 import { previewSticky } from './http/sticky.ts';
 import { healthStatus, healthySince } from '../runtime/weight.ts';
 
@@ -223,7 +223,11 @@ export class ListenerManager implements DataPlaneControl {
     const listener = snapshot.listeners.get(facts.listenerId);
     const policies = listener ? listener.policies : snapshot.policies(facts.orgId);
     const now = this.#now();
-    return dryRun(policies, facts, rawHeaders, snapshot.pools, listener?.pool ?? null, now, (pool, f) => {
+    const redirect = listener?.redirect;
+    if (redirect) return redirectedDryRun(facts, redirect);
+    // The fields Fulcrum itself adds on the way to the backend, which a rule may remove too.
+    const forwarded = [...rawHeaders, 'X-Forwarded-For', '', 'X-Forwarded-Proto', '', 'X-Forwarded-Port', '', 'X-Forwarded-Host', '', 'X-Request-ID', ''];
+    return dryRun(policies, facts, forwarded, snapshot.pools, listener?.pool ?? null, now, (pool, f) => {
       const index = previewSticky(pool, f, f.clientIp, now, pool.freshBalancer());
       return { index, reason: index < 0 ? `no backend of pool ${pool.pool.pool_id} can take a request now (none healthy, enabled and below its limits)` : null };
     });

@@ -206,6 +206,59 @@ describe('routing rules API', () => {
     assert.equal((await t.api.get('/api/v1/routing-rules')).body.total_rules, before);
   });
 
+  it('refuses values node could not send: non-Latin-1 header values, non-ASCII redirects, bad rewrite targets, a body on a 204; and framing fields in a rate limit refusal', async () => {
+    const bad = async (body: Record<string, unknown>, field: string) => {
+      const res = await t.api.post('/api/v1/routing-rules', { name: 'bad', priority: 1, match: {}, action: { type: 'FORWARD', pool_id: poolB }, ...body });
+      assertError(res, 400, 'VALIDATION_ERROR');
+      assert.ok((res.body.error.details.fields as { field: string }[]).some((f) => f.field === field), `${field}: ${JSON.stringify(res.body.error.details)}`);
+    };
+    await bad({ transforms: { add_response_headers: { 'X-Check': 'ok ✓' } } }, 'transforms.add_response_headers.X-Check');
+    await bad({ action: { type: 'REDIRECT', url: 'https://example.com/café' } }, 'action.url');
+    await bad({ action: { type: 'FIXED_RESPONSE', status_code: 204, body: 'none' } }, 'action.body');
+    await bad({ transforms: { url_rewrite: '^/rw/(.*) -> /→/$1' } }, 'transforms.url_rewrite');
+    await bad({ transforms: { url_rewrite: '^/rw/(.*) -> /a b/$1' } }, 'transforms.url_rewrite');
+    const limit = await t.api.post('/api/v1/rate-limits', { name: 'framing', scope: 'GLOBAL', limits: { requests_per_second: 1 }, action_on_limit: { headers: { 'Content-Length': '0', 'Transfer-Encoding': 'chunked' } } });
+    assertError(limit, 400, 'VALIDATION_ERROR');
+    const fields = (limit.body.error.details.fields as { field: string }[]).map((f) => f.field);
+    assert.ok(fields.includes('action_on_limit.headers.Content-Length') && fields.includes('action_on_limit.headers.Transfer-Encoding'), fields.join(', '));
+  });
+
+  it('a fixed 204 goes out without a length or body', async () => {
+    const r = await rule({ path_exact: '/no-content' }, { action: { type: 'FIXED_RESPONSE', status_code: 204 } });
+    const res = await send('/no-content');
+    assert.equal(res.status, 204);
+    assert.equal(res.headers['content-length'], undefined);
+    assert.equal(res.body, '');
+    await r.remove();
+  });
+
+  it('a stale If-Match is VERSION_CONFLICT even when the change is also invalid or a duplicate; hosts compare normalized', async () => {
+    const first = await rule({ hosts: ['api.example.com'] }, { priority: 6100 });
+    const dup = await t.api.post('/api/v1/routing-rules', { name: 'twin', priority: 6100, match: { hosts: ['API.Example.com.'] }, action: { type: 'FIXED_RESPONSE', status_code: 200 } });
+    assertError(dup, 409, 'DUPLICATE_RULE');
+    const stale = await t.api.patch(`/api/v1/routing-rules/${first.id}`, { match: { path_regex: '(' } }, { 'if-match': '"9"' });
+    assertError(stale, 409, 'VERSION_CONFLICT');
+    await first.remove();
+  });
+
+  it('a load balancer whose pools rules send to cannot be deleted', async () => {
+    const other = await t.api.post('/api/v1/load-balancers', { name: 'other-lb' });
+    const owned = await t.api.post('/api/v1/pools', { name: 'owned', load_balancer_id: other.body.lb_id });
+    assert.equal(owned.status, 201, JSON.stringify(owned.body));
+    const r = await t.api.post('/api/v1/routing-rules', { name: 'to other', priority: 6200, match: { path_prefix: '/other-lb' }, action: { type: 'WEIGHTED_ROUTE', targets: [{ pool_id: owned.body.pool_id, weight: 1 }, { pool_id: poolB, weight: 1 }] } });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    try {
+      const del = await t.api.delete(`/api/v1/load-balancers/${other.body.lb_id}?force=true`);
+      assertError(del, 409, 'POOL_IN_USE');
+      assert.deepEqual(del.body.error.details.routing_rule_ids, [r.body.rule_id]);
+    } finally {
+      await t.api.delete(`/api/v1/routing-rules/${r.body.rule_id}`);
+    }
+    const gone = await t.api.delete(`/api/v1/load-balancers/${other.body.lb_id}?force=true`);
+    assert.equal(gone.status, 200);
+    assert.equal(gone.body.pools_removed, 1);
+  });
+
   it('a pool a rule sends to, or a rate limit names, cannot be deleted (POOL_IN_USE names them)', async () => {
     const r = await rule({ path_prefix: '/in-use' });
     const limit = await t.api.post('/api/v1/rate-limits', { name: 'pool limit', scope: 'GLOBAL', match: { pools: [poolB] }, limits: { requests_per_minute: 1_000_000 } });
@@ -358,6 +411,17 @@ describe('transforms through traffic', () => {
     await r.remove();
   });
 
+  it('a rule that sets X-Request-ID gives the request its id: the backend and Fulcrum\'s own answers agree', async () => {
+    const fwd = await rule({ path_prefix: '/rid' }, { transforms: { add_request_headers: { 'X-Request-ID': 'rid-${method}-${request_id}' } } });
+    const fixed = await rule({ path_prefix: '/rid-fixed' }, { priority: 1, action: { type: 'FIXED_RESPONSE', status_code: 200, body: 'ok' }, transforms: { add_request_headers: { 'X-Request-ID': 'fixed-${method}' } } });
+    await send('/rid/x', { headers: { 'x-request-id': 'client-1' } });
+    assert.equal(b.seen.at(-1)!.headers['x-request-id'], 'rid-GET-client-1');
+    const answered = await send('/rid-fixed', { headers: { 'x-request-id': 'client-2' } });
+    assert.equal(answered.headers['x-request-id'], 'fixed-GET');
+    await fwd.remove();
+    await fixed.remove();
+  });
+
   it('a WebSocket handshake is routed by rules, with the URL rewritten', async () => {
     const r = await rule({ path_prefix: '/ws' }, { transforms: { url_rewrite: '^/ws -> /socket' } });
     const ws = new WebSocket(`ws://127.0.0.1:${lb.port}/ws`);
@@ -423,6 +487,25 @@ describe('dry run', () => {
     assert.equal(noListener.body.selected_pool, null);
     assert.match(noListener.body.reason, /no listener_id/);
     await t.api.delete(`/api/v1/routing-rules/${r.body.rule_id}`);
+  });
+
+  it('reports what a redirect_to_https listener does, removals of Fulcrum\'s own fields, and IPv6 hosts', async () => {
+    const redirecting = await t.api.post(`/api/v1/load-balancers/${lb.lbId}/listeners`, {
+      name: 'to-https', protocol: 'HTTP', bind_address: '127.0.0.1', port: await freePort(), default_pool_id: lb.poolId, redirect_to_https: { enabled: true, port: 8443 },
+    });
+    assert.equal(redirecting.status, 201, JSON.stringify(redirecting.body));
+    const r = await dry({ path: '/a?b=1', host: 'shop.example.com', listener_id: redirecting.body.listener_id });
+    assert.equal(r.body.action, 'REDIRECT_TO_HTTPS');
+    assert.equal(r.body.response.location, 'https://shop.example.com:8443/a?b=1');
+    const live = await send('/a?b=1', { host: 'shop.example.com', port: redirecting.body.port });
+    assert.equal(live.headers.location, r.body.response.location, 'the same redirect live');
+
+    const strip = await rule({ hosts: ['2001:db8::1'] }, { transforms: { remove_request_headers: ['X-Forwarded-For', 'X-Absent'] } });
+    const v6 = await dry({ host: '2001:db8::1', path: '/', listener_id: lb.listenerId });
+    assert.equal(v6.body.matched_rule?.rule_id, strip.id);
+    assert.deepEqual(v6.body.transforms_applied.headers_removed, ['X-Forwarded-For']);
+    assert.equal((await dry({ host: '[2001:db8::1]:8080', path: '/', listener_id: lb.listenerId })).body.matched_rule?.rule_id, strip.id);
+    await strip.remove();
   });
 
   it('reports a redirect or fixed response, and refuses a listener that does not exist', async () => {

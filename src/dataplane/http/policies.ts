@@ -14,10 +14,10 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import type { Listener } from '../../model/listener.ts';
+import type { Listener, RedirectSettings } from '../../model/listener.ts';
 import type { RequestFacts } from '../../policy/request.ts';
 import type { Route } from '../../policy/routing/matcher.ts';
-import { normalizeHost, redirectLocation } from '../../policy/routing/rule.ts';
+import { NO_CONTENT, normalizeHost, redirectLocation } from '../../policy/routing/rule.ts';
 import { TransformContext, type TransformPreview } from '../../policy/routing/transforms.ts';
 import type { L7Policies } from '../../snapshot/policies.ts';
 import type { PoolRuntime, RuntimeSnapshot } from '../../snapshot/snapshot.ts';
@@ -25,6 +25,8 @@ import type { PoolRuntime, RuntimeSnapshot } from '../../snapshot/snapshot.ts';
 /** The Host without its port: `Example.com:8080` → `example.com`, `[::1]:80` → `::1`. */
 export function hostName(authority: string | undefined): string {
   if (authority === undefined || authority === '') return '';
+  // An IPv6 literal given without brackets (the dry run's `host`): every colon is the address's.
+  if (authority[0] !== '[' && authority.indexOf(':') !== authority.lastIndexOf(':')) return normalizeHost(authority);
   const bracket = authority.startsWith('[') ? authority.indexOf(']') : -1;
   const colon = bracket >= 0 ? authority.indexOf(':', bracket) : authority.lastIndexOf(':');
   return normalizeHost(colon >= 0 ? authority.slice(0, colon) : authority);
@@ -97,12 +99,14 @@ export function decide(p: L7Policies, facts: RequestFacts, pools: L7Policies['po
   }
   if (route !== null) {
     const a = route.action;
+    // A rate limit's headers_on_allowed fields go on these answers too: the request was counted.
+    const extra = limit.headers ?? [];
     if (a.type === 'REDIRECT') {
       const location = redirectLocation(a, facts.path, facts.query);
-      return { kind: 'answer', by: 'redirect', status: a.statusCode, headers: [['location', location]], body: '', poolId: 'none', route };
+      return { kind: 'answer', by: 'redirect', status: a.statusCode, headers: [['location', location], ...extra], body: '', poolId: 'none', route };
     }
     if (a.type === 'FIXED_RESPONSE') {
-      return { kind: 'answer', by: 'fixed_response', status: a.statusCode, headers: [['content-type', a.contentType]], body: a.body, poolId: 'none', route };
+      return { kind: 'answer', by: 'fixed_response', status: a.statusCode, headers: [['content-type', a.contentType], ...extra], body: a.body, poolId: 'none', route };
     }
   }
   const pool = poolId === null ? null : (route === null ? defaultPool : (pools.get(poolId) ?? null));
@@ -119,6 +123,15 @@ export class BoundTransforms {
     this.context = new TransformContext(facts, requestId, randomUUID);
   }
 
+  /** The X-Request-ID this rule sets, rendered (the same value every time for this request); undefined when it sets none. */
+  requestId(): string | undefined {
+    const edit = this.route.transforms.request;
+    if (!edit.added.some((n) => n.length === 12 && n.toLowerCase() === 'x-request-id')) return undefined;
+    const out = edit.apply(['x-request-id', this.context.requestId], this.context);
+    for (let i = 0; i < out.length; i += 2) if (out[i]!.toLowerCase() === 'x-request-id') return out[i + 1];
+    return undefined;
+  }
+
   requestHeaders(headers: string[]): string[] {
     return this.route.transforms.applyRequest(headers, this.context);
   }
@@ -126,6 +139,31 @@ export class BoundTransforms {
   responseHeaders(headers: string[]): string[] {
     return this.route.transforms.applyResponse(headers, this.context);
   }
+}
+
+/**
+ * The fields of a policy answer, flat: its own, the request id, the rule's response transforms,
+ * `Cache-Control: no-store` on a refusal (set last: a rule cannot make a denial cacheable), the
+ * length (none for statuses without content), then the listener's own (HSTS).
+ */
+export function answerFields(d: PolicyAnswer, id: string, transforms: BoundTransforms | null, listenerFields: readonly string[]): string[] {
+  let fields: string[] = [];
+  for (const [name, value] of d.headers) fields.push(name, value);
+  fields.push('x-request-id', id);
+  if (transforms !== null) fields = transforms.responseHeaders(fields);
+  if (d.by === 'acl' || d.by === 'rate_limit') fields = setFields(fields, [['cache-control', 'no-store']]);
+  if (!NO_CONTENT.has(d.status)) fields.push('content-length', String(Buffer.byteLength(d.body)));
+  for (let i = 0; i < listenerFields.length; i++) fields.push(listenerFields[i]!);
+  return fields;
+}
+
+/** `fields` with each of `pairs` set: fields of the same name (without case) dropped, the pair appended. */
+export function setFields(fields: string[], pairs: readonly (readonly [string, string])[]): string[] {
+  const names = new Set(pairs.map(([n]) => n.toLowerCase()));
+  const out: string[] = [];
+  for (let i = 0; i < fields.length; i += 2) if (!names.has(fields[i]!.toLowerCase())) out.push(fields[i]!, fields[i + 1]!);
+  for (const [name, value] of pairs) out.push(name, value);
+  return out;
 }
 
 // ── Dry run ──────────────────────────────────────────────────────────────────────────────
@@ -200,5 +238,24 @@ export function dryRun(p: L7Policies | null, facts: RequestFacts, rawHeaders: re
     rate_limit_status: rate,
     acl_status: acl.action === 'DENY' ? 'DENIED' : 'ALLOWED',
     acl_id: acl.aclId,
+  };
+}
+
+/** A listener with `redirect_to_https` answers every request with the redirect, before any policy. */
+export function redirectedDryRun(facts: RequestFacts, r: RedirectSettings): DryRunResult {
+  const host = facts.host.includes(':') ? `[${facts.host}]` : facts.host;
+  const target = facts.query === '' ? facts.path : `${facts.path}?${facts.query}`;
+  return {
+    matched_rule: null,
+    action: 'REDIRECT_TO_HTTPS',
+    selected_pool: null,
+    selected_backend: null,
+    reason: 'the listener redirects every request to HTTPS before ACLs, rules and rate limits are asked',
+    weighted_shares: null,
+    transforms_applied: { headers_added: [], headers_removed: [], url_rewritten: null },
+    response: { status_code: r.status_code, location: `https://${host}${r.port === 443 ? '' : `:${r.port}`}${target}` },
+    rate_limit_status: 'ALLOWED',
+    acl_status: 'ALLOWED',
+    acl_id: null,
   };
 }

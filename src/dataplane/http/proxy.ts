@@ -25,7 +25,8 @@ import { countsAsPassiveFailure, isHandshakeFailure, passiveOutcome } from '../.
 import { connectionFacts, noteBackend, peerAddress, proxyPreamble } from '../accept.ts';
 import { clientCertificate, clientConnection, downstreamResponseHeaders, h2Fields, requestHost, trailerFields, upstreamRequestHeaders } from './headers.ts';
 import { learnAppCookie, pickSticky } from './sticky.ts';
-import { BoundTransforms, decide, type PolicyAnswer, requestFacts } from './policies.ts';
+import { answerFields, BoundTransforms, decide, type PolicyAnswer, requestFacts, setFields } from './policies.ts';
+import { NO_CONTENT } from '../../policy/routing/rule.ts';
 import type { Upstreams } from './upstreams.ts';
 import type { RelayWorkers } from '../tcp/relay-workers.ts';
 
@@ -459,7 +460,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#passive(status === 503, 'status 503');
     let out = downstreamResponseHeaders(headers);
     if (this.#transforms !== null) out = this.#transforms.responseHeaders(out);
-    if (this.#rateHeaders !== undefined) for (const [name, value] of this.#rateHeaders) out.push(name, value);
+    // Set, not added: a backend's own X-RateLimit-* would otherwise go out twice, disagreeing.
+    if (this.#rateHeaders !== undefined) out = setFields(out, this.#rateHeaders);
     const h2 = this.#h2;
     if (this.#pool.sticky !== null) {
       if (this.#setCookie !== null) out.push('set-cookie', this.#setCookie);
@@ -676,11 +678,21 @@ class Exchange implements Dispatcher.DispatchHandler {
 }
 
 /** Answers a request without a backend: refused, or nowhere to send it. */
-function answer(deps: ProxyDeps, view: ListenerView, req: ClientRequest, res: ClientResponse, status: number, reason: string, closeConnection = false): void {
+function answer(
+  deps: ProxyDeps,
+  view: ListenerView,
+  req: ClientRequest,
+  res: ClientResponse,
+  status: number,
+  reason: string,
+  closeConnection = false,
+  poolId = view.runtime.pool?.pool.pool_id ?? 'none',
+  id = requestId(req.headers['x-request-id']),
+): void {
   req.resume();
   const close = view.closing || status === 400 || closeConnection;
-  sendProblem(res, status, requestId(req.headers['x-request-id']), reason, close, view.runtime.responseHeaders);
-  deps.metrics.request(view.metrics, view.runtime.pool?.pool.pool_id ?? 'none', 'none', status, 0);
+  sendProblem(res, status, id, reason, close, view.runtime.responseHeaders);
+  deps.metrics.request(view.metrics, poolId, 'none', status, 0);
   countBytes(clientConnection(req), view.metrics);
 }
 
@@ -750,17 +762,22 @@ export function forward(deps: ProxyDeps, view: ListenerView, req: ClientRequest,
     const id = requestId(req.headers['x-request-id']);
     const route = d.route;
     const transforms = route === null || route.transforms.empty ? null : new BoundTransforms(route, facts, id);
-    if (d.kind === 'answer') return answerForPolicy(deps, view, req, res, d, id, transforms);
+    // A rule that sets X-Request-ID gives the request its id: Fulcrum's own answers and the backend then agree.
+    const routedId = transforms?.requestId() ?? id;
+    if (d.kind === 'answer') return answerForPolicy(deps, view, req, res, d, routedId, transforms);
     pool = d.pool;
     if (pool === null) {
-      return answer(deps, view, req, res, 503, d.poolId === null ? 'the listener has no default pool' : `pool ${d.poolId} of routing rule ${route?.rule.rule_id ?? '?'} does not exist`);
+      const reason = d.poolId === null ? 'the listener has no default pool' : `pool ${d.poolId} of routing rule ${route?.rule.rule_id ?? '?'} does not exist`;
+      return answer(deps, view, req, res, 503, reason, false, d.poolId ?? 'none', routedId);
     }
     path = route?.transforms.rewrite(facts.path, facts.query) ?? path;
-    routed = { id, transforms, rateHeaders: d.rateHeaders };
+    routed = { id: routedId, transforms, rateHeaders: d.rateHeaders };
   }
   if (pool === null) return answer(deps, view, req, res, 503, 'the listener has no default pool');
   const ticket = pool.breaker?.allow(deps.now()) ?? null;
-  if (pool.breaker !== null && ticket === null) return answer(deps, view, req, res, 503, `the circuit breaker of pool ${pool.pool.pool_id} is open`);
+  if (pool.breaker !== null && ticket === null) {
+    return answer(deps, view, req, res, 503, `the circuit breaker of pool ${pool.pool.pool_id} is open`, false, pool.pool.pool_id, routed?.id);
+  }
   new Exchange(deps, view, pool, req, res, path, ticket, routed).start();
 }
 
@@ -770,19 +787,14 @@ export function forward(deps: ProxyDeps, view: ListenerView, req: ClientRequest,
  */
 function answerForPolicy(deps: ProxyDeps, view: ListenerView, req: ClientRequest, res: ClientResponse, d: PolicyAnswer, id: string, transforms: BoundTransforms | null): void {
   req.resume();
-  const body = req.method === 'HEAD' ? '' : d.body;
-  let fields: string[] = ['content-length', String(Buffer.byteLength(d.body)), 'x-request-id', id];
-  if (d.by !== 'redirect' && d.by !== 'fixed_response') fields.push('cache-control', 'no-store');
-  for (const [name, value] of d.headers) fields.push(name, value);
-  if (transforms !== null) fields = transforms.responseHeaders(fields);
-  if (view.closing && !isH2(res)) fields.push('connection', 'close');
-  const extra = view.runtime.responseHeaders;
-  for (let i = 0; i < extra.length; i++) fields.push(extra[i]!);
+  const h2 = isH2(res);
+  const fields = answerFields(d, id, transforms, view.runtime.responseHeaders);
+  if (view.closing && !h2) fields.push('connection', 'close');
   try {
-    writer(res).writeHead(d.status, isH2(res) ? h2Fields(lowerNames(fields)) : fields);
-    writer(res).end(body);
+    writer(res).writeHead(d.status, h2 ? h2Fields(lowerNames(fields)) : fields);
+    writer(res).end(req.method === 'HEAD' || NO_CONTENT.has(d.status) ? '' : d.body);
   } catch {
-    // A field node refuses (a template rendered into an invalid value): a cut rather than half an answer.
+    // A field node refuses (the API refuses what it knows node would): a cut rather than half an answer.
     res.destroy();
   }
   deps.metrics.request(view.metrics, d.poolId, 'none', d.status, 0);

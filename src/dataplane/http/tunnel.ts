@@ -18,7 +18,8 @@ import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
 import type { PoolRuntime, UpstreamSpec } from '../../snapshot/snapshot.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { pickSticky } from './sticky.ts';
-import { BoundTransforms, decide, type PolicyAnswer, requestFacts } from './policies.ts';
+import { answerFields, BoundTransforms, decide, type PolicyAnswer, requestFacts } from './policies.ts';
+import { NO_CONTENT } from '../../policy/routing/rule.ts';
 import { connectionFacts, noteBackend, noteEnd, peerAddress, proxyPreamble } from '../accept.ts';
 import { clientCertRefusal, countBytes, headProblem, type ListenerView, originForm, type ProxyDeps, subjectFact } from './proxy.ts';
 
@@ -44,14 +45,14 @@ export function answerRaw(socket: Socket, status: number, id: string, reason: st
 }
 
 /** A policy's answer (an ACL denial, a rate limit, a rule's redirect or fixed response) on a handed-over socket, which then closes. */
-function answerDecision(socket: Socket, d: PolicyAnswer, id: string): void {
+function answerDecision(socket: Socket, d: PolicyAnswer, id: string, transforms: BoundTransforms | null, listenerFields: readonly string[]): void {
   socket.on('error', () => socket.destroy());
   socket.resume();
   socket.setTimeout(LINGER_MS, () => socket.destroy());
+  const fields = answerFields(d, id, transforms, listenerFields);
   let head = `HTTP/1.1 ${d.status} ${STATUS_CODES[d.status] ?? 'Unknown'}\r\n`;
-  for (const [name, value] of d.headers) head += `${name}: ${value}\r\n`;
-  if (d.by === 'acl' || d.by === 'rate_limit') head += 'cache-control: no-store\r\n';
-  socket.end(`${head}content-length: ${Buffer.byteLength(d.body)}\r\nx-request-id: ${id}\r\nconnection: close\r\n\r\n${d.body}`);
+  for (let i = 0; i < fields.length; i += 2) head += `${fields[i]}: ${fields[i + 1]}\r\n`;
+  socket.end(`${head}connection: close\r\n\r\n${NO_CONTENT.has(d.status) ? '' : d.body}`);
 }
 
 /** The status code at the start of the backend's first bytes, or 0 when it is not an HTTP status line. */
@@ -82,7 +83,7 @@ function dial(spec: UpstreamSpec, preamble: Buffer | null): { socket: Socket; re
 }
 
 export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage, client: Socket, head: Buffer): void {
-  const id = requestId(req.headers['x-request-id']);
+  let id = requestId(req.headers['x-request-id']);
   const started = performance.now();
   let pool: PoolRuntime | null = view.runtime.pool;
   const listener = view.runtime.listener;
@@ -130,19 +131,20 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
     const facts = requestFacts(req.method!, req.headers.host, path, req.headers, clientIp, listener);
     const d = decide(policies, facts, policies.pools, pool, deps.now(), deps.random);
     if (d.route !== null && !d.route.transforms.empty) transforms = new BoundTransforms(d.route, facts, id);
+    id = transforms?.requestId() ?? id;
     if (d.kind === 'answer') {
-      answerDecision(client, d, id);
+      answerDecision(client, d, id, transforms, view.runtime.responseHeaders);
       done(d.poolId, 'none', d.status);
       return;
     }
-    if (d.pool === null) return refuse(503, d.poolId === null ? 'the listener has no default pool' : `pool ${d.poolId} does not exist`);
+    if (d.pool === null) return refuse(503, d.poolId === null ? 'the listener has no default pool' : `pool ${d.poolId} does not exist`, d.poolId ?? 'none');
     pool = d.pool;
     upstreamPath = d.route?.transforms.rewrite(facts.path, facts.query) ?? path;
   }
   if (pool === null) return refuse(503, 'the listener has no default pool');
   if (pool.breaker !== null) {
     ticket = pool.breaker.allow(deps.now());
-    if (ticket === null) return refuse(503, `the circuit breaker of pool ${pool.pool.pool_id} is open`);
+    if (ticket === null) return refuse(503, `the circuit breaker of pool ${pool.pool.pool_id} is open`, pool.pool.pool_id);
   }
 
   const chosen = pool;

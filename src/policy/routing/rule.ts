@@ -24,7 +24,10 @@ import type { FieldProblem } from '../../control/errors.ts';
 import { HTTP_METHODS, type RuleAction, type RuleMatch, type RuleTransforms } from '../../model/routing-rule.ts';
 import { CidrSet, type Network, parseNetwork } from '../cidr.ts';
 import { Glob } from '../glob.ts';
-import { checkTransforms, type CompiledTransforms, hasControlCharacter, RULE_REGEX_FLAGS } from './transforms.ts';
+import { checkTransforms, type CompiledTransforms, FIELD_VALUE_REASON, hasControlCharacter, RULE_REGEX_FLAGS } from './transforms.ts';
+
+/** Statuses whose answers carry no content. */
+export const NO_CONTENT: ReadonlySet<number> = new Set([204, 205, 304]);
 import { compileWeightedRoute, type WeightedChoice } from './weighted.ts';
 
 /** What a rule is made of, as the API receives it (create, replace) or the store holds it. */
@@ -229,7 +232,7 @@ function compileAction(a: RuleAction, problems: FieldProblem[]): CompiledAction 
         problems.push({ field: 'action.status_code', reason: `a redirect's status is one of ${REDIRECT_STATUSES.join(', ')} (default ${DEFAULT_REDIRECT_STATUS}), not ${status}` });
       }
       if (a.url === undefined) problems.push({ field: 'action.url', reason: 'a REDIRECT action needs the url to redirect to' });
-      else if (!redirectUrlOk(a.url)) problems.push({ field: 'action.url', reason: `'${a.url}' is neither an absolute http(s) URL nor a path starting with /` });
+      else if (!redirectUrlOk(a.url)) problems.push({ field: 'action.url', reason: `'${a.url}' is neither an absolute http(s) URL nor a path starting with / (printable ASCII: percent-encode other characters)` });
       else if (a.keep_path_and_query === true && /[?#]/.test(a.url)) {
         // The request's path and query are appended to the url (redirectLocation): a query or
         // fragment of its own would end up in the middle of the path (`/x?a=1/v2/b?c=2`).
@@ -243,7 +246,10 @@ function compileAction(a: RuleAction, problems: FieldProblem[]): CompiledAction 
       if (a.status_code === undefined) problems.push({ field: 'action.status_code', reason: 'a FIXED_RESPONSE action needs the status to answer with' });
       else if (a.status_code < 200) problems.push({ field: 'action.status_code', reason: `a fixed response is final: 200–599, not ${a.status_code}` });
       if (a.content_type !== undefined && hasControlCharacter(a.content_type)) {
-        problems.push({ field: 'action.content_type', reason: 'a header value cannot hold control characters' });
+        problems.push({ field: 'action.content_type', reason: FIELD_VALUE_REASON });
+      }
+      if (a.status_code !== undefined && NO_CONTENT.has(a.status_code) && a.body !== undefined && a.body !== '') {
+        problems.push({ field: 'action.body', reason: `a ${a.status_code} answer has no content (RFC 9110 §15.3.5, §15.3.6, §15.4.5)` });
       }
       return problems.length > before
         ? null
@@ -253,7 +259,8 @@ function compileAction(a: RuleAction, problems: FieldProblem[]): CompiledAction 
 }
 
 function redirectUrlOk(url: string): boolean {
-  if (hasControlCharacter(url) || /\s/.test(url)) return false;
+  // Printable ASCII only: a Location node cannot write fails every matching request.
+  if (!/^[\x21-\x7e]+$/.test(url)) return false;
   if (url.startsWith('/')) return !url.startsWith('//');
   try {
     const u = new URL(url);

@@ -87,18 +87,34 @@ function render(t: Template, ctx: TransformContext): string {
   return out;
 }
 
-/** RFC 9110 §5.5: a field value carries no CR, LF or NUL, nor any other control character but HTAB. */
+/**
+ * RFC 9110 §5.5: a field value carries no CR, LF or NUL, nor any other control character but HTAB.
+ * Node also refuses to write a character beyond Latin-1 (0xFF) in a field: such a value would fail
+ * every response it is put in, so it is refused when stored.
+ */
 export function hasControlCharacter(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return true;
   }
   return false;
 }
 
+/** The reason given for a value `hasControlCharacter` refuses. */
+export const FIELD_VALUE_REASON = 'a header value cannot hold control characters (CR, LF, NUL …) nor characters beyond Latin-1 (percent-encode them)';
+
+/**
+ * Fields Fulcrum owns: message framing and the connection (RFC 9110 §7.6.1). A rule's transforms,
+ * and a rate limit's refusal headers, may not set them (a second Content-Length or a
+ * Transfer-Encoding next to Fulcrum's own would make the message ambiguous to anything in between).
+ */
+export function isOwnedField(name: string): boolean {
+  return OWNED_FIELDS.has(name.toLowerCase());
+}
+
 /** A template, or why it cannot be one. `${` always starts a variable. */
 export function parseTemplate(text: string): Template | string {
-  if (hasControlCharacter(text)) return 'a header value cannot hold control characters (CR, LF, NUL …)';
+  if (hasControlCharacter(text)) return FIELD_VALUE_REASON;
   const parts: (string | number)[] = [];
   let at = 0;
   for (;;) {
@@ -237,7 +253,11 @@ export function parseUrlRewrite(text: string): UrlRewrite | string {
   } catch (err) {
     return `'${pattern}' is not a valid regular expression: ${(err as Error).message}`;
   }
-  if (hasControlCharacter(replacement) || /[\s#]/.test(replacement)) return 'the replacement cannot hold spaces, control characters or #';
+  // What a request target may hold (RFC 3986 pchar, '/', '?', and %-escapes), plus '$' and the
+  // '<>' of group references: anything else would be refused when the request is sent.
+  if (!/^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?<>]|%[0-9A-Fa-f]{2})*$/.test(replacement)) {
+    return "the replacement may hold only what a request target can (letters, digits, -._~!$&'()*+,;=:@/? and %XX escapes)";
+  }
   const groups = groupsOf(regex);
   const parts: ReplacementPart[] = [];
   let literal = '';
