@@ -62,7 +62,8 @@ const RuleProps = {
   enabled: Type.Boolean(),
 };
 
-export const RoutingRuleCreate = Strict({
+/** What a whole rule is given as, in POST and PUT. */
+const RuleBodyProps = {
   name: RuleProps.name,
   priority: RuleProps.priority,
   match: RuleProps.match,
@@ -71,22 +72,13 @@ export const RoutingRuleCreate = Strict({
   enabled: Type.Optional(RuleProps.enabled),
   description: Type.Optional(Type.String({ maxLength: 1024 })),
   tags: Type.Optional(StringMap),
-  ...ScopeFields,
-});
+};
+
+export const RoutingRuleCreate = Strict({ ...RuleBodyProps, ...ScopeFields });
 export type RoutingRuleCreate = Static<typeof RoutingRuleCreate>;
 
 /** PUT: the whole rule again (version optional, If-Match honoured). */
-export const RoutingRuleReplace = Strict({
-  name: RuleProps.name,
-  priority: RuleProps.priority,
-  match: RuleProps.match,
-  action: RuleProps.action,
-  transforms: Type.Optional(RuleProps.transforms),
-  enabled: Type.Optional(RuleProps.enabled),
-  description: Type.Optional(Type.String({ maxLength: 1024 })),
-  tags: Type.Optional(StringMap),
-  version: Type.Optional(VersionField),
-});
+export const RoutingRuleReplace = Strict({ ...RuleBodyProps, version: Type.Optional(VersionField) });
 export type RoutingRuleReplace = Static<typeof RoutingRuleReplace>;
 
 export const RoutingRulePatch = Patch(
