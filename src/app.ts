@@ -62,7 +62,7 @@ export async function startFulcrum(config: ServerConfig, options: StartOptions =
   const events = new EventBus(log.child({ component: 'events' }));
   const policies = createPolicyState({
     geo,
-    now: () => systemClock.now(),
+    now: systemClock.now,
     onRateLimited: (data) => events.emit({ type: EVENTS.RATE_LIMIT_TRIGGERED, at: isoSeconds(systemClock.now()), data }),
   });
   const state = new BackendState();

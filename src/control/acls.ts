@@ -7,7 +7,6 @@
  */
 import { type Acl, ACL_DEFAULTS, type AclCreate, type AclMatch, type AclPatch, type AclQuery, type AclStatus, fillAclResponse } from '../model/acl.ts';
 import { DEFAULT_SCOPE_ID } from '../model/common.ts';
-import type { Listener } from '../model/listener.ts';
 import { type AclCounters, aclExpired, aclOrder } from '../policy/acl.ts';
 import { parseNetwork } from '../policy/cidr.ts';
 import type { GeoIp } from '../policy/geoip.ts';
@@ -15,9 +14,7 @@ import type { ReadView } from '../store/store.ts';
 import { type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
 import { type FieldProblem, notFound, validationError } from './errors.ts';
 import { allocateId } from './ids.ts';
-
-/** Listener protocols whose traffic is HTTP requests, which ACLs are checked on. */
-const HTTP_PROTOCOLS: readonly string[] = ['HTTP', 'HTTPS'];
+import { checkHttpListenerRefs } from './tenant-refs.ts';
 
 export interface AclServiceDeps {
   /** The runtime counts the data plane increments; `matched_entries` reads them. */
@@ -100,17 +97,7 @@ export class AclService {
     if (match.user_agents !== undefined) out.user_agents = [...match.user_agents];
     if (match.listener_ids !== undefined) {
       out.listener_ids = [...match.listener_ids];
-      for (const [i, id] of match.listener_ids.entries()) {
-        const found = await view.get<Listener>('listener', id);
-        const field = `match.listener_ids[${i}]`;
-        if (!found || found.body.org_id !== orgId) problems.push({ field, reason: `no listener '${id}' in organisation '${orgId}'` });
-        else if (!HTTP_PROTOCOLS.includes(found.body.protocol)) {
-          problems.push({
-            field,
-            reason: `listener '${id}' is a ${found.body.protocol} listener: ACLs are checked on HTTP requests (its access list works on connections)`,
-          });
-        }
-      }
+      await checkHttpListenerRefs(view, match.listener_ids, orgId, 'ACLs are checked on HTTP requests (its access list works on connections)', problems);
     }
     return out;
   }

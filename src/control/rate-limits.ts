@@ -9,10 +9,10 @@
  * Rules are evaluated in creation order (`created_at`, then id: `rateLimitOrder`, the order the
  * data plane compiles them in; an update keeps a rule's place), and listed in that order too.
  */
+import { checkPoolRefs } from './tenant-refs.ts';
 import { FIELD_VALUE_REASON, hasControlCharacter, isOwnedField } from '../policy/routing/transforms.ts';
 import { isIP } from 'node:net';
 import { DEFAULT_SCOPE_ID } from '../model/common.ts';
-import type { Pool } from '../model/pool.ts';
 import {
   METRICS_WINDOWS,
   type RateLimit,
@@ -136,10 +136,7 @@ export class RateLimitService {
     for (const [i, p] of (input.match.paths ?? []).entries()) {
       if (!p.startsWith('/')) problems.push({ field: `match.paths[${i}]`, reason: `'${p}' does not start with '/': it would never match a request path` });
     }
-    for (const [i, id] of (input.match.pools ?? []).entries()) {
-      const found = await view.get<Pool>('pool', id);
-      if (!found || found.body.org_id !== orgId) problems.push({ field: `match.pools[${i}]`, reason: `no pool '${id}' in organisation '${orgId}'` });
-    }
+    await checkPoolRefs(view, (input.match.pools ?? []).map((id, i) => [`match.pools[${i}]`, id] as const), orgId, problems);
     const match: RateLimitMatch = {};
     if (input.match.pools !== undefined) match.pools = [...input.match.pools];
     if (input.match.paths !== undefined) match.paths = [...input.match.paths];

@@ -14,19 +14,17 @@ import type { Pool } from '../model/pool.ts';
 import type { RateLimit } from '../model/rate-limit.ts';
 import type { RouteTest, RoutingRule, RoutingRuleCreate, RoutingRulePatch, RoutingRuleReplace, RuleMatch } from '../model/routing-rule.ts';
 import { parseNetwork, plainAddress } from '../policy/cidr.ts';
-import type { RequestFacts } from '../policy/request.ts';
 import { checkRule, normalizeHost } from '../policy/routing/rule.ts';
 import { summarizeAction, summarizeMatch } from '../policy/routing/summary.ts';
 import type { RuleHits } from '../runtime/rule-hits.ts';
-import { byCreation } from '../snapshot/compile.ts';
-import { hostName } from '../dataplane/http/policies.ts';
+import { routingRuleOrder } from '../policy/routing/matcher.ts';
+import { requestFacts } from '../dataplane/http/policies.ts';
 import type { ReadView } from '../store/store.ts';
 import { asVersionConflict, type ControlContext, expectedVersion, isoNow, paging, writeAndApply } from './context.ts';
 import { VersionConflict } from '../store/store.ts';
 import { type FieldProblem, FulcrumError, notFound, validationError } from './errors.ts';
 import { allocateId } from './ids.ts';
-
-const HTTP_PROTOCOLS: readonly string[] = ['HTTP', 'HTTPS'];
+import { checkHttpListenerRefs, checkPoolRefs, HTTP_PROTOCOLS } from './tenant-refs.ts';
 
 export interface RoutingRuleServiceDeps {
   /** Requests each rule matched (the data plane counts them): `hit_count_last_hour`. */
@@ -42,13 +40,6 @@ export interface RoutingRuleQuery {
 }
 
 type Status = 'ACTIVE' | 'DISABLED';
-
-/** The order rules are listed and tried in: priority, then creation, then id. */
-function ruleOrder(a: RoutingRule, b: RoutingRule): number {
-  if (a.priority !== b.priority) return a.priority - b.priority;
-  if (a.created_at !== b.created_at) return a.created_at < b.created_at ? -1 : 1;
-  return a.rule_id < b.rule_id ? -1 : a.rule_id > b.rule_id ? 1 : 0;
-}
 
 /** The pools a rule can send requests to. */
 export function poolsOf(rule: Pick<RoutingRule, 'action'>): string[] {
@@ -123,18 +114,8 @@ export class RoutingRuleService {
     const pools: [string, string][] = [];
     if (a.type === 'FORWARD' && a.pool_id !== undefined) pools.push(['action.pool_id', a.pool_id]);
     if (a.type === 'WEIGHTED_ROUTE') (a.targets ?? []).forEach((t, i) => pools.push([`action.targets[${i}].pool_id`, t.pool_id]));
-    for (const [field, id] of pools) {
-      const found = await view.get<Pool>('pool', id);
-      if (!found || found.body.org_id !== rule.org_id) problems.push({ field, reason: `no pool '${id}' in organisation '${rule.org_id}'` });
-    }
-    for (const [i, id] of (rule.match.listener_ids ?? []).entries()) {
-      const found = await view.get<Listener>('listener', id);
-      const field = `match.listener_ids[${i}]`;
-      if (!found || found.body.org_id !== rule.org_id) problems.push({ field, reason: `no listener '${id}' in organisation '${rule.org_id}'` });
-      else if (!HTTP_PROTOCOLS.includes(found.body.protocol)) {
-        problems.push({ field, reason: `listener '${id}' is a ${found.body.protocol} listener: routing rules route HTTP requests (HTTP and HTTPS listeners)` });
-      }
-    }
+    await checkPoolRefs(view, pools, rule.org_id, problems);
+    await checkHttpListenerRefs(view, rule.match.listener_ids ?? [], rule.org_id, 'routing rules route HTTP requests (HTTP and HTTPS listeners)', problems);
     if (problems.length > 0) throw validationError(problems);
     if (!rule.enabled) return;
     const key = matchKey(rule.match);
@@ -200,7 +181,7 @@ export class RoutingRuleService {
    */
   async list(query: RoutingRuleQuery) {
     const p = paging(query);
-    const all = (await this.#ctx.store.list<RoutingRule>('routing_rule')).items.map((r) => r.body).sort(ruleOrder);
+    const all = (await this.#ctx.store.list<RoutingRule>('routing_rule')).items.map((r) => r.body).sort(routingRuleOrder);
     const pools = await this.#poolNames();
     const matching = all.filter(
       (r) =>
@@ -298,17 +279,8 @@ export class RoutingRuleService {
       raw.push(name, value);
     }
     headers.host ??= input.host;
-    const q = input.path.indexOf('?');
-    const facts: RequestFacts = {
-      method: input.method ?? 'GET',
-      host: hostName(input.host),
-      path: q < 0 ? input.path : input.path.slice(0, q),
-      query: q < 0 ? '' : input.path.slice(q + 1),
-      headers,
-      clientIp: plainAddress(sourceIp),
-      listenerId: input.listener_id ?? '',
-      orgId,
-    };
+    // As the data plane sees a request on that listener (without one: on none, of that organisation).
+    const facts = requestFacts(input.method ?? 'GET', input.host, input.path, headers, plainAddress(sourceIp), { listener_id: input.listener_id ?? '', org_id: orgId });
     const result = this.#ctx.dataPlane.routeTest(facts, raw);
     return { request: { method: facts.method, host: input.host, path: input.path, source_ip: facts.clientIp, listener_id: input.listener_id ?? null, org_id: orgId }, ...result };
   }
@@ -319,7 +291,7 @@ export class RoutingRuleService {
  * them in `match.pools`: what keeps those pools from being deleted (POOL_IN_USE).
  */
 export async function policiesNamingPools(view: ReadView, poolIds: ReadonlySet<string>): Promise<{ routing_rule_ids: string[]; rate_limit_ids: string[] }> {
-  const rules = byCreation((await view.list<RoutingRule>('routing_rule')).items.map((r) => r.body), (r) => r.rule_id);
+  const rules = (await view.list<RoutingRule>('routing_rule')).items.map((r) => r.body).sort(routingRuleOrder);
   const limits = (await view.list<RateLimit>('rate_limit')).items;
   return {
     routing_rule_ids: rules.filter((r) => poolsOf(r).some((id) => poolIds.has(id))).map((r) => r.rule_id),

@@ -55,6 +55,15 @@ export interface Scope {
 
 export const DEFAULT_SCOPE_ID = 'default';
 
+/**
+ * Creation order: `created_at` (whole seconds), then the id, so that resources made within one
+ * second still have one order — the same in API listings and in traffic.
+ */
+export function creationOrder(a: { created_at: string }, aId: string, b: { created_at: string }, bId: string): number {
+  if (a.created_at !== b.created_at) return a.created_at < b.created_at ? -1 : 1;
+  return aId < bId ? -1 : aId > bId ? 1 : 0;
+}
+
 /** Timestamps in the API: ISO 8601 UTC to the second (`2024-01-20T14:30:00Z`), as the seed writes them. */
 export function isoSeconds(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');

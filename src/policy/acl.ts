@@ -27,6 +27,7 @@
  * ACLs a tenant has, not as an index over thousands.
  */
 import { type Acl, type AclAction, fillAclResponse } from '../model/acl.ts';
+import { creationOrder } from '../model/common.ts';
 import { CidrSet, type Network, parseNetwork } from './cidr.ts';
 import type { GeoIp } from './geoip.ts';
 import { compileGlob, type Glob } from './glob.ts';
@@ -87,9 +88,7 @@ export class AclCounters {
  * priorities still give one order, the same in the API and in traffic).
  */
 export function aclOrder(a: Pick<Acl, 'priority' | 'created_at' | 'acl_id'>, b: Pick<Acl, 'priority' | 'created_at' | 'acl_id'>): number {
-  if (a.priority !== b.priority) return a.priority - b.priority;
-  if (a.created_at !== b.created_at) return a.created_at < b.created_at ? -1 : 1;
-  return a.acl_id < b.acl_id ? -1 : a.acl_id > b.acl_id ? 1 : 0;
+  return a.priority - b.priority || creationOrder(a, a.acl_id, b, b.acl_id);
 }
 
 /** Whether an ACL has stopped applying at `now` (ms since the epoch). */

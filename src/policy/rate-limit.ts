@@ -43,7 +43,7 @@
  * window; counting carries on in the window already current.
  */
 import { createHash } from 'node:crypto';
-import { isoSeconds } from '../model/common.ts';
+import { creationOrder, isoSeconds } from '../model/common.ts';
 import { RATE_LIMIT_PLACEHOLDERS, type RateLimit, type RateLimitPlaceholder, type RateLimitScope } from '../model/rate-limit.ts';
 import { CidrSet, type Network, parseNetwork, plainAddress } from './cidr.ts';
 import { compileGlob, type Glob } from './glob.ts';
@@ -629,12 +629,10 @@ function tightest(r: CompiledRule, e: KeyEntry, now: number): { limit: number; r
 
 /**
  * The order rate limits are evaluated and listed in: creation time (to the second), then id, so
- * rules made in the same second still have one order, the same in the API and in traffic (the
- * snapshot's `byCreation` sorts the same way).
+ * rules made in the same second still have one order, the same in the API and in traffic.
  */
 export function rateLimitOrder(a: Pick<RateLimit, 'created_at' | 'rate_limit_id'>, b: Pick<RateLimit, 'created_at' | 'rate_limit_id'>): number {
-  if (a.created_at !== b.created_at) return a.created_at < b.created_at ? -1 : 1;
-  return a.rate_limit_id < b.rate_limit_id ? -1 : a.rate_limit_id > b.rate_limit_id ? 1 : 0;
+  return creationOrder(a, a.rate_limit_id, b, b.rate_limit_id);
 }
 
 const ALLOWED: RateVerdict = Object.freeze({ limited: false });

@@ -21,6 +21,8 @@ import type { Acl } from '../model/acl.ts';
 import type { RateLimit } from '../model/rate-limit.ts';
 import type { RoutingRule } from '../model/routing-rule.ts';
 import type { PolicyCompiler } from './policies.ts';
+import { routingRuleOrder } from '../policy/routing/matcher.ts';
+import { rateLimitOrder } from '../policy/rate-limit.ts';
 import { type BackendTarget, type HashKeySource, type StickyRuntime, type ListenerRuntime, type PoolRuntime, type RuntimeSnapshot, type SniTable, TargetLoad, type UpstreamSpec } from './snapshot.ts';
 
 export interface CompileDeps {
@@ -65,16 +67,11 @@ export async function readConfig(store: ReadView & { revision(): Promise<number>
     listeners: listeners.items.map((r) => r.body),
     pools: pools.items.map((r) => r.body),
     backends: backends.items.map((r) => r.body),
-    // Creation order: among equal priorities the earlier rule wins, and rate limits apply in this order.
-    routingRules: byCreation(routingRules.items.map((r) => r.body), (r) => r.rule_id),
-    rateLimits: byCreation(rateLimits.items.map((r) => r.body), (r) => r.rate_limit_id),
+    // In the order they are tried, the same as the API lists them.
+    routingRules: routingRules.items.map((r) => r.body).sort(routingRuleOrder),
+    rateLimits: rateLimits.items.map((r) => r.body).sort(rateLimitOrder),
     acls: acls.items.map((r) => r.body),
   };
-}
-
-/** Creation order, ties (one second) by id: the order the API lists equal priorities in. */
-export function byCreation<T extends { created_at: string }>(items: T[], id: (item: T) => string): T[] {
-  return items.sort((a, b) => (a.created_at !== b.created_at ? (a.created_at < b.created_at ? -1 : 1) : id(a) < id(b) ? -1 : id(a) > id(b) ? 1 : 0));
 }
 
 function hashKeySource(pool: Pool): HashKeySource {

@@ -22,18 +22,34 @@ import { TransformContext, type TransformPreview } from '../../policy/routing/tr
 import type { L7Policies } from '../../snapshot/policies.ts';
 import type { PoolRuntime, RuntimeSnapshot } from '../../snapshot/snapshot.ts';
 
-/** The Host without its port: `Example.com:8080` → `example.com`, `[::1]:80` → `::1`. */
-export function hostName(authority: string | undefined): string {
-  if (authority === undefined || authority === '') return '';
+/** The Host without its port, as sent: `Example.com:8080` → `Example.com`, `[::1]:80` → `[::1]`. */
+export function hostPart(authority: string): string {
   // An IPv6 literal given without brackets (the dry run's `host`): every colon is the address's.
-  if (authority[0] !== '[' && authority.indexOf(':') !== authority.lastIndexOf(':')) return normalizeHost(authority);
+  if (authority[0] !== '[' && authority.indexOf(':') !== authority.lastIndexOf(':')) return authority;
   const bracket = authority.startsWith('[') ? authority.indexOf(']') : -1;
   const colon = bracket >= 0 ? authority.indexOf(':', bracket) : authority.lastIndexOf(':');
-  return normalizeHost(colon >= 0 ? authority.slice(0, colon) : authority);
+  return colon >= 0 ? authority.slice(0, colon) : authority;
+}
+
+/** The Host as policies match it: no port, lower case, no brackets: `[::1]:80` → `::1`. */
+export function hostName(authority: string | undefined): string {
+  return authority === undefined || authority === '' ? '' : normalizeHost(hostPart(authority));
+}
+
+/** Where `redirect_to_https` sends a request for `host` (without port) and `target`; the port left out when it is 443. */
+export function httpsLocation(host: string, r: RedirectSettings, target: string): string {
+  return `https://${host}${r.port === 443 ? '' : `:${r.port}`}${target}`;
 }
 
 /** What the policies see of a request whose target (origin-form) is `target`. */
-export function requestFacts(method: string, authority: string | undefined, target: string, headers: IncomingHttpHeaders, clientIp: string, listener: Listener): RequestFacts {
+export function requestFacts(
+  method: string,
+  authority: string | undefined,
+  target: string,
+  headers: IncomingHttpHeaders,
+  clientIp: string,
+  listener: Pick<Listener, 'listener_id' | 'org_id'>,
+): RequestFacts {
   const q = target.indexOf('?');
   return {
     method,
@@ -61,7 +77,7 @@ export interface PolicyAnswer {
 }
 
 /** Forward the request to `pool` (null: the listener has no default pool and no rule gave one). */
-export interface PolicyForward {
+interface PolicyForward {
   kind: 'forward';
   pool: PoolRuntime | null;
   /** The pool id the request was routed to, even when it no longer exists. */
@@ -71,13 +87,31 @@ export interface PolicyForward {
   rateHeaders: [string, string][] | undefined;
 }
 
-export type PolicyDecision = PolicyAnswer | PolicyForward;
+type PolicyDecision = PolicyAnswer | PolicyForward;
 
 /**
  * Decides a live request: counts the ACL match, the rule hit and the rate limit budget. `pools` is
  * the snapshot's (the request's revision), `defaultPool` the listener's.
  */
-export function decide(p: L7Policies, facts: RequestFacts, pools: L7Policies['pools'], defaultPool: PoolRuntime | null, now: number, random: () => number): PolicyDecision {
+/**
+ * The pool id a request goes to: its rule's (a WEIGHTED_ROUTE drawn with `random`), the default
+ * pool's when no rule matched, null for a rule that answers itself.
+ */
+function routedPoolId(route: Route | null, defaultPool: PoolRuntime | null, random: () => number): string | null {
+  if (route === null) return defaultPool?.pool.pool_id ?? null;
+  const a = route.action;
+  if (a.type === 'FORWARD') return a.poolId;
+  if (a.type === 'WEIGHTED_ROUTE') return a.choice.pick(random);
+  return null;
+}
+
+/** That pool in this revision: the listener's own runtime without a rule, null when it no longer exists. */
+function poolOf(poolId: string | null, route: Route | null, defaultPool: PoolRuntime | null, pools: ReadonlyMap<string, PoolRuntime>): PoolRuntime | null {
+  if (poolId === null) return null;
+  return route === null ? defaultPool : (pools.get(poolId) ?? null);
+}
+
+function decide(p: L7Policies, facts: RequestFacts, defaultPool: PoolRuntime | null, now: number, random: () => number): PolicyDecision {
   if (p.acl !== null) {
     const v = p.acl.evaluate(facts, now);
     if (v.action === 'DENY') {
@@ -85,14 +119,8 @@ export function decide(p: L7Policies, facts: RequestFacts, pools: L7Policies['po
     }
   }
   const route = p.routes.route(facts);
-  let poolId: string | null = defaultPool?.pool.pool_id ?? null;
-  if (route !== null) {
-    p.state.ruleHits.hit(route.rule.rule_id, now);
-    const a = route.action;
-    if (a.type === 'FORWARD') poolId = a.poolId;
-    else if (a.type === 'WEIGHTED_ROUTE') poolId = a.choice.pick(random);
-    else poolId = null;
-  }
+  if (route !== null) p.state.ruleHits.hit(route.rule.rule_id, now);
+  const poolId = routedPoolId(route, defaultPool, random);
   const limit = p.rateLimits.check(facts, { poolId, ruleId: route?.rule.rule_id ?? null });
   if (limit.limited) {
     return { kind: 'answer', by: 'rate_limit', status: limit.status, headers: limit.headers, body: limit.body, poolId: poolId ?? 'none', route };
@@ -109,8 +137,45 @@ export function decide(p: L7Policies, facts: RequestFacts, pools: L7Policies['po
       return { kind: 'answer', by: 'fixed_response', status: a.statusCode, headers: [['content-type', a.contentType], ...extra], body: a.body, poolId: 'none', route };
     }
   }
-  const pool = poolId === null ? null : (route === null ? defaultPool : (pools.get(poolId) ?? null));
-  return { kind: 'forward', pool, poolId, route, rateHeaders: limit.headers };
+  return { kind: 'forward', pool: poolOf(poolId, route, defaultPool, p.pools), poolId, route, rateHeaders: limit.headers };
+}
+
+/** What the policy stage makes of a request, for the HTTP proxy and the WebSocket tunnel alike. */
+export interface Routed {
+  /** Fulcrum answers it itself (an ACL, a rate limit, a rule's redirect or fixed response); null: it is forwarded. */
+  answer: PolicyAnswer | null;
+  /** Where it is forwarded; null (with `missing` saying why) when there is nowhere. */
+  pool: PoolRuntime | null;
+  /** The routed pool's id for metrics ('none' when there is none). */
+  poolId: string;
+  missing: string;
+  /** The request target to send: the rule's `url_rewrite` applied. */
+  target: string;
+  /** The request id: the one it came with, or the one its rule sets as X-Request-ID. */
+  id: string;
+  /** The rule's header edits; null when there is no rule or it edits nothing. */
+  transforms: BoundTransforms | null;
+  /** Headers a rate limit adds to the response (`headers_on_allowed`), if any. */
+  rateHeaders: [string, string][] | undefined;
+}
+
+/** Runs the policy stage on a live request whose target (origin-form) is `target` and id `id`. */
+export function routeRequest(p: L7Policies, facts: RequestFacts, target: string, defaultPool: PoolRuntime | null, id: string, now: number, random: () => number): Routed {
+  const d = decide(p, facts, defaultPool, now, random);
+  const transforms = d.route === null || d.route.transforms.empty ? null : new BoundTransforms(d.route, facts, id);
+  // A rule that sets X-Request-ID gives the request its id: Fulcrum's own answers and the backend then agree.
+  const routedId = transforms?.requestId() ?? id;
+  if (d.kind === 'answer') return { answer: d, pool: null, poolId: d.poolId, missing: '', target, id: routedId, transforms, rateHeaders: undefined };
+  return {
+    answer: null,
+    pool: d.pool,
+    poolId: d.poolId ?? 'none',
+    missing: d.poolId === null ? 'the listener has no default pool' : `pool ${d.poolId} of routing rule ${d.route?.rule.rule_id ?? '?'} does not exist`,
+    target: d.route?.transforms.rewrite(facts.path, facts.query) ?? target,
+    id: routedId,
+    transforms,
+    rateHeaders: d.rateHeaders,
+  };
 }
 
 /** A request's transforms, bound to it (templates read its facts and request id). */
@@ -197,7 +262,8 @@ export type PreviewPick = (pool: PoolRuntime, facts: RequestFacts) => { index: n
 export function dryRun(p: L7Policies | null, facts: RequestFacts, rawHeaders: readonly string[], pools: RuntimeSnapshot['pools'], defaultPool: PoolRuntime | null, now: number, pick: PreviewPick): DryRunResult {
   const acl = p?.acl?.peek(facts, now) ?? { action: 'ALLOW' as const, aclId: null };
   const route = p?.routes.route(facts) ?? null;
-  let poolId: string | null = defaultPool?.pool.pool_id ?? null;
+  // A WEIGHTED_ROUTE draws once, as a live request would; `weighted_shares` says what the draw is from.
+  const poolId = routedPoolId(route, defaultPool, Math.random);
   let action = 'FORWARD (default pool)';
   let shares: DryRunResult['weighted_shares'] = null;
   let response: DryRunResult['response'] = null;
@@ -205,12 +271,9 @@ export function dryRun(p: L7Policies | null, facts: RequestFacts, rawHeaders: re
   if (route !== null) {
     const a = route.action;
     action = a.type;
-    if (a.type === 'FORWARD') poolId = a.poolId;
-    else if (a.type === 'WEIGHTED_ROUTE') {
-      poolId = a.choice.pick(Math.random);
+    if (a.type === 'WEIGHTED_ROUTE') {
       shares = a.choice.items.map((id, i) => ({ pool_id: id, share_percent: Math.round(a.choice.share(i) * 1000) / 10 }));
-    } else {
-      poolId = null;
+    } else if (a.type !== 'FORWARD') {
       if (a.type === 'REDIRECT') response = { status_code: a.statusCode, location: redirectLocation(a, facts.path, facts.query) };
       else response = { status_code: a.statusCode, content_type: a.contentType };
       reason = `the rule answers with ${a.type === 'REDIRECT' ? 'a redirect' : 'a fixed response'}: nothing is forwarded`;
@@ -218,7 +281,7 @@ export function dryRun(p: L7Policies | null, facts: RequestFacts, rawHeaders: re
   } else if (defaultPool === null) reason = facts.listenerId === '' ? 'no rule matched and no listener_id was given, so there is no default pool' : 'no rule matched and the listener has no default pool';
   const rate = p?.rateLimits.peek(facts, { poolId, ruleId: route?.rule.rule_id ?? null }) ?? 'ALLOWED';
   let backend: string | null = null;
-  const pool = poolId === null ? null : route === null ? defaultPool : (pools.get(poolId) ?? null);
+  const pool = poolOf(poolId, route, defaultPool, pools);
   if (poolId !== null && pool === null) reason = `pool ${poolId} does not exist`;
   if (pool !== null) {
     const picked = pick(pool, facts);
@@ -245,6 +308,7 @@ export function dryRun(p: L7Policies | null, facts: RequestFacts, rawHeaders: re
 export function redirectedDryRun(facts: RequestFacts, r: RedirectSettings): DryRunResult {
   const host = facts.host.includes(':') ? `[${facts.host}]` : facts.host;
   const target = facts.query === '' ? facts.path : `${facts.path}?${facts.query}`;
+  const location = httpsLocation(host, r, target);
   return {
     matched_rule: null,
     action: 'REDIRECT_TO_HTTPS',
@@ -253,7 +317,7 @@ export function redirectedDryRun(facts: RequestFacts, r: RedirectSettings): DryR
     reason: 'the listener redirects every request to HTTPS before ACLs, rules and rate limits are asked',
     weighted_shares: null,
     transforms_applied: { headers_added: [], headers_removed: [], url_rewritten: null },
-    response: { status_code: r.status_code, location: `https://${host}${r.port === 443 ? '' : `:${r.port}`}${target}` },
+    response: { status_code: r.status_code, location },
     rate_limit_status: 'ALLOWED',
     acl_status: 'ALLOWED',
     acl_id: null,

@@ -25,7 +25,7 @@ import { countsAsPassiveFailure, isHandshakeFailure, passiveOutcome } from '../.
 import { connectionFacts, noteBackend, peerAddress, proxyPreamble } from '../accept.ts';
 import { clientCertificate, clientConnection, downstreamResponseHeaders, h2Fields, requestHost, trailerFields, upstreamRequestHeaders } from './headers.ts';
 import { learnAppCookie, pickSticky } from './sticky.ts';
-import { answerFields, BoundTransforms, decide, type PolicyAnswer, requestFacts, setFields } from './policies.ts';
+import { answerFields, type BoundTransforms, hostPart, httpsLocation, type PolicyAnswer, requestFacts, type Routed, routeRequest, setFields } from './policies.ts';
 import { NO_CONTENT } from '../../policy/routing/rule.ts';
 import type { Upstreams } from './upstreams.ts';
 import type { RelayWorkers } from '../tcp/relay-workers.ts';
@@ -173,12 +173,8 @@ const TITLES: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 4
 function redirectToHttps(deps: ProxyDeps, view: ListenerView, req: ClientRequest, res: ClientResponse, r: RedirectSettings): void {
   const host = requestHost(req);
   if (host === undefined) return answer(deps, view, req, res, 400, 'a redirect to HTTPS needs a Host header');
-  // The host without its port: "[v6]:80" → "[v6]", "name:80" → "name".
-  const bracket = host.startsWith('[') ? host.indexOf(']') : -1;
-  const colon = bracket >= 0 ? host.indexOf(':', bracket) : host.lastIndexOf(':');
-  const name = colon >= 0 ? host.slice(0, colon) : host;
   const target = req.url!.startsWith('/') ? req.url! : (originForm(req) ?? '/');
-  const location = `https://${name}${r.port === 443 ? '' : `:${r.port}`}${target}`;
+  const location = httpsLocation(hostPart(host), r, target);
   req.resume();
   writer(res).writeHead(r.status_code, { location, 'content-length': 0, 'x-request-id': requestId(req.headers['x-request-id']) });
   res.end();
@@ -241,14 +237,6 @@ export function countBytes(socket: Socket | null, m: ListenerMetrics): void {
 /** A flat field list with its names in lower case. */
 function lowerNames(fields: string[]): string[] {
   return fields.map((f, i) => (i % 2 === 0 ? f.toLowerCase() : f));
-}
-
-/** What the policy stage adds to a forwarded request. */
-interface Routed {
-  /** The request id, shared with the transforms' `${request_id}`. */
-  id: string;
-  transforms: BoundTransforms | null;
-  rateHeaders: [string, string][] | undefined;
 }
 
 /**
@@ -758,20 +746,11 @@ export function forward(deps: ProxyDeps, view: ListenerView, req: ClientRequest,
   const policies = view.runtime.policies;
   if (policies !== null) {
     const facts = requestFacts(req.method!, requestHost(req), path, req.headers, peerAddress(connection), view.runtime.listener);
-    const d = decide(policies, facts, policies.pools, pool, deps.now(), deps.random);
-    const id = requestId(req.headers['x-request-id']);
-    const route = d.route;
-    const transforms = route === null || route.transforms.empty ? null : new BoundTransforms(route, facts, id);
-    // A rule that sets X-Request-ID gives the request its id: Fulcrum's own answers and the backend then agree.
-    const routedId = transforms?.requestId() ?? id;
-    if (d.kind === 'answer') return answerForPolicy(deps, view, req, res, d, routedId, transforms);
-    pool = d.pool;
-    if (pool === null) {
-      const reason = d.poolId === null ? 'the listener has no default pool' : `pool ${d.poolId} of routing rule ${route?.rule.rule_id ?? '?'} does not exist`;
-      return answer(deps, view, req, res, 503, reason, false, d.poolId ?? 'none', routedId);
-    }
-    path = route?.transforms.rewrite(facts.path, facts.query) ?? path;
-    routed = { id: routedId, transforms, rateHeaders: d.rateHeaders };
+    routed = routeRequest(policies, facts, path, pool, requestId(req.headers['x-request-id']), deps.now(), deps.random);
+    if (routed.answer !== null) return answerForPolicy(deps, view, req, res, routed.answer, routed.id, routed.transforms);
+    if (routed.pool === null) return answer(deps, view, req, res, 503, routed.missing, false, routed.poolId, routed.id);
+    pool = routed.pool;
+    path = routed.target;
   }
   if (pool === null) return answer(deps, view, req, res, 503, 'the listener has no default pool');
   const ticket = pool.breaker?.allow(deps.now()) ?? null;

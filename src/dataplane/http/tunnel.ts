@@ -18,7 +18,7 @@ import type { CircuitBreakerState } from '../../runtime/circuit-breaker.ts';
 import type { PoolRuntime, UpstreamSpec } from '../../snapshot/snapshot.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { pickSticky } from './sticky.ts';
-import { answerFields, BoundTransforms, decide, type PolicyAnswer, requestFacts } from './policies.ts';
+import { answerFields, type BoundTransforms, type PolicyAnswer, requestFacts, routeRequest } from './policies.ts';
 import { NO_CONTENT } from '../../policy/routing/rule.ts';
 import { connectionFacts, noteBackend, noteEnd, peerAddress, proxyPreamble } from '../accept.ts';
 import { clientCertRefusal, countBytes, headProblem, type ListenerView, originForm, type ProxyDeps, subjectFact } from './proxy.ts';
@@ -129,17 +129,17 @@ export function tunnel(deps: ProxyDeps, view: ListenerView, req: IncomingMessage
   if (policies !== null) {
     // The same policy stage as any request: a WebSocket handshake is an HTTP request until it is answered 101.
     const facts = requestFacts(req.method!, req.headers.host, path, req.headers, clientIp, listener);
-    const d = decide(policies, facts, policies.pools, pool, deps.now(), deps.random);
-    if (d.route !== null && !d.route.transforms.empty) transforms = new BoundTransforms(d.route, facts, id);
-    id = transforms?.requestId() ?? id;
-    if (d.kind === 'answer') {
-      answerDecision(client, d, id, transforms, view.runtime.responseHeaders);
-      done(d.poolId, 'none', d.status);
+    const routed = routeRequest(policies, facts, path, pool, id, deps.now(), deps.random);
+    id = routed.id;
+    transforms = routed.transforms;
+    if (routed.answer !== null) {
+      answerDecision(client, routed.answer, id, transforms, view.runtime.responseHeaders);
+      done(routed.poolId, 'none', routed.answer.status);
       return;
     }
-    if (d.pool === null) return refuse(503, d.poolId === null ? 'the listener has no default pool' : `pool ${d.poolId} does not exist`, d.poolId ?? 'none');
-    pool = d.pool;
-    upstreamPath = d.route?.transforms.rewrite(facts.path, facts.query) ?? path;
+    if (routed.pool === null) return refuse(503, routed.missing, routed.poolId);
+    pool = routed.pool;
+    upstreamPath = routed.target;
   }
   if (pool === null) return refuse(503, 'the listener has no default pool');
   if (pool.breaker !== null) {

@@ -37,6 +37,7 @@
  * stopping at the first that holds.
  */
 import type { FieldProblem } from '../../control/errors.ts';
+import { creationOrder } from '../../model/common.ts';
 import { HTTP_METHODS, type RoutingRule } from '../../model/routing-rule.ts';
 import { globKind } from '../glob.ts';
 import type { RequestFacts } from '../request.ts';
@@ -354,6 +355,14 @@ class IndexedRouteMatcher implements RouteMatcher {
     if (e.path !== null && !pathHolds(e.path, facts.path)) return false;
     return e.sources === null || e.sources.contains(facts.clientIp);
   }
+}
+
+/**
+ * The order routing rules are tried and listed in: priority, then creation (`created_at`, then
+ * id). The matcher keeps its input order among equal priorities: give it the rules in this order.
+ */
+export function routingRuleOrder(a: RoutingRule, b: RoutingRule): number {
+  return a.priority - b.priority || creationOrder(a, a.rule_id, b, b.rule_id);
 }
 
 /**
